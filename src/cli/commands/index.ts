@@ -1,0 +1,5 @@
+// Each subcommand registers itself here, one line per command, so that adding a command never
+// touches the dispatcher. Imports stay lazy: only the chosen command's module is loaded.
+import { registerCommand } from '../run.js';
+
+void registerCommand;

@@ -1,0 +1,76 @@
+/**
+ * The one registry of error codes etz raises. Every code here is listed in docs/errors.md, and
+ * test/core/errors.test.ts fails when the two drift apart. Codes are stable: tools match on them,
+ * so rename nothing; add new ones.
+ *
+ * `status` is the HTTP status a local reply uses when this error ends a request (0 when the code
+ * never reaches an HTTP client, e.g. a CLI usage error).
+ */
+export const ERRORS = {
+  // -- process / CLI --------------------------------------------------------------------------
+  ETZ_ERR_USAGE: { status: 0, summary: 'Command-line usage error (exit status 2).' },
+  ETZ_ERR_CONFIG_INVALID: { status: 0, summary: 'A config file failed validation; names the file, field path and reason (exit status 2).' },
+  ETZ_ERR_CONFIG_READ: { status: 0, summary: 'A config file could not be read or parsed (exit status 2).' },
+  ETZ_ERR_INTERNAL: { status: 500, summary: 'An unexpected internal error; the request is answered and the process keeps running.' },
+
+  // -- HTTP data plane ------------------------------------------------------------------------
+  ETZ_ERR_BAD_REQUEST: { status: 400, summary: 'Malformed HTTP request (smuggling attempt, invalid header, bad chunk); never forwarded.' },
+  ETZ_ERR_HEADERS_TOO_LARGE: { status: 431, summary: 'Request headers exceed the configured size or count limit.' },
+  ETZ_ERR_BODY_TOO_LARGE: { status: 413, summary: 'Request body exceeds the configured limit.' },
+  ETZ_ERR_NO_ROUTE: { status: 404, summary: 'No service in the registry or route matches the request.' },
+  ETZ_ERR_UPSTREAM_UNAVAILABLE: { status: 503, summary: 'The upstream refused the connection or no healthy endpoint is left.' },
+  ETZ_ERR_UPSTREAM_TIMEOUT: { status: 504, summary: 'The upstream did not answer within the connect, first-byte or request timeout.' },
+  ETZ_ERR_UPSTREAM_RESET: { status: 502, summary: 'The upstream closed or reset the connection before a complete response.' },
+  ETZ_ERR_REQUEST_TIMEOUT: { status: 408, summary: 'The client did not send the whole request within the request or idle timeout.' },
+  ETZ_ERR_DRAINING: { status: 503, summary: 'The sidecar is shutting down and accepts no new requests.' },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export interface EtzErrorOptions {
+  cause?: unknown;
+  /** Extra machine-readable context, logged with the error; never sent to clients. */
+  details?: Record<string, unknown>;
+}
+
+/** Base class of every error etz raises on purpose. */
+export class EtzError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, opts: EtzErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'EtzError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    if (opts.details) this.details = opts.details;
+  }
+}
+
+/** A config file or environment override that failed to load; the CLI prints it and exits 2. */
+export class ConfigError extends EtzError {
+  readonly file: string;
+  readonly field: string;
+  readonly reason: string;
+
+  constructor(file: string, field: string, reason: string, code: ErrorCode = 'ETZ_ERR_CONFIG_INVALID') {
+    super(code, `${file}: ${field || '(root)'}: ${reason}`);
+    this.name = 'ConfigError';
+    this.file = file;
+    this.field = field;
+    this.reason = reason;
+  }
+}
+
+/** A bad command line; the CLI prints the message and a pointer to --help, and exits 2. */
+export class UsageError extends EtzError {
+  constructor(message: string) {
+    super('ETZ_ERR_USAGE', message);
+    this.name = 'UsageError';
+  }
+}
+
+export function isEtzError(err: unknown): err is EtzError {
+  return err instanceof EtzError;
+}

@@ -1,0 +1,92 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Schema } from 'ajv';
+import type { Logger } from '../core/logger.js';
+import type { Registry } from '../core/metrics.js';
+import type { ErrorCode } from '../core/errors.js';
+
+/**
+ * The HTTP filter contract, after Envoy's HTTP connection manager: a listener hands each request
+ * to an ordered chain of filters built once per config version. A filter's config is validated
+ * and compiled when the version loads; per request only `onRequest` runs. It returns undefined to
+ * continue, or a LocalReply to end the request (local-reply.ts writes it). The chain ends in the
+ * terminal router.
+ */
+
+/** Verified identity of the peer on this hop (from the mTLS client certificate). */
+export interface PeerIdentity {
+  spiffeId: string;
+  trustDomain: string;
+  namespace: string;
+  serviceAccount: string;
+}
+
+export type Direction = 'inbound' | 'outbound' | 'gateway';
+export type Decision = 'allow' | 'deny' | 'ratelimited' | 'rerouted';
+
+/** Per-request state shared by the filters of one chain. Filters add what later ones need. */
+export interface RequestContext {
+  readonly id: string;
+  readonly direction: Direction;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** performance.now() at the first byte of the request. */
+  readonly startedAt: number;
+  readonly method: string;
+  /** Path without the query string. */
+  readonly path: string;
+  /** Raw query string without '?', or ''. */
+  readonly query: string;
+  /** Host header without port, lower-cased. */
+  readonly host: string;
+  /** Peer address of the downstream connection. */
+  readonly remoteAddress: string;
+  /** Set by the identity filter when the hop is mTLS. */
+  peer?: PeerIdentity;
+  /** End-user principal (from the configured header or a verified token). */
+  principal?: string;
+  /** The service the request is for; outbound: resolved from Host or original destination. */
+  destination?: { service: string; version?: string; instance?: string };
+  /** What the sidecar did with the request; reported in telemetry. */
+  decision: Decision;
+  /** Upstream subset chosen by routing filters before the router runs (e.g. { version: 'v1' }). */
+  subset?: Record<string, string>;
+  /** Free-form slots for filter-to-filter data, keyed by filter name. */
+  readonly attrs: Map<string, unknown>;
+}
+
+/** The end of a request without reaching the upstream. */
+export interface LocalReply {
+  status: number;
+  code: ErrorCode;
+  reason: string;
+  headers?: Record<string, string | number>;
+}
+
+export type FilterResult = LocalReply | undefined;
+
+export interface HttpFilter {
+  readonly name: string;
+  onRequest(ctx: RequestContext): FilterResult | Promise<FilterResult>;
+  /** Called once the response is complete (or failed): status 0 when no response was sent. */
+  onComplete?(ctx: RequestContext, status: number, durationMs: number): void;
+}
+
+/** What a filter may use while it compiles. */
+export interface CompileEnv {
+  logger: Logger;
+  metrics: Registry;
+  /** Monotonic config version this chain belongs to. */
+  version: number;
+  /** Direction of the listener this chain serves. */
+  direction: Direction;
+}
+
+/**
+ * A filter type. `compile` runs once per config version; returning null means the filter is off
+ * for this version and costs nothing per request.
+ */
+export interface FilterFactory<C = unknown> {
+  readonly name: string;
+  readonly schema: Schema;
+  compile(config: C, env: CompileEnv): HttpFilter | null;
+}
