@@ -90,3 +90,22 @@ export interface FilterFactory<C = unknown> {
   readonly schema: Schema;
   compile(config: C, env: CompileEnv): HttpFilter | null;
 }
+
+/**
+ * A live downstream connection, as seen when a new config version comes into force. Filters that
+ * decide per peer (authorization, network policy, zones) answer whether it may stay open: a
+ * policy change must not leave an allowed tunnel open.
+ */
+export interface ConnectionInfo {
+  readonly direction: Direction;
+  readonly remoteAddress: string;
+  readonly localPort: number;
+  readonly peer?: PeerIdentity;
+  /** Services this connection has carried requests for (outbound: destinations). */
+  readonly destinations: ReadonlySet<string>;
+}
+
+/** Optional on an HttpFilter: false closes the connection when this filter's version applies. */
+export interface ConnectionAdmission {
+  admitsConnection(conn: ConnectionInfo): boolean;
+}
