@@ -23,6 +23,9 @@ export const ERRORS = {
   ETZ_ERR_UPSTREAM_RESET: { status: 502, summary: 'The upstream closed or reset the connection before a complete response.' },
   ETZ_ERR_REQUEST_TIMEOUT: { status: 408, summary: 'The client did not send the whole request within the request or idle timeout.' },
   ETZ_ERR_DRAINING: { status: 503, summary: 'The sidecar is shutting down and accepts no new requests.' },
+  ETZ_ERR_RATE_LIMITED: { status: 429, summary: 'A rate limit (per listener, source identity, end-user principal, client IP or route) is exhausted; Retry-After says when to come back.' },
+  ETZ_ERR_JWT_INVALID: { status: 401, summary: 'The end-user token is missing where required, malformed, expired, or not signed by a configured key.' },
+  ETZ_ERR_UPSTREAM_OVERFLOW: { status: 503, summary: 'Circuit breaking: the destination\'s connection, pending-request or concurrent-request limit is reached; answered at once.' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
