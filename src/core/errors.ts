@@ -23,9 +23,26 @@ export const ERRORS = {
   ETZ_ERR_UPSTREAM_RESET: { status: 502, summary: 'The upstream closed or reset the connection before a complete response.' },
   ETZ_ERR_REQUEST_TIMEOUT: { status: 408, summary: 'The client did not send the whole request within the request or idle timeout.' },
   ETZ_ERR_DRAINING: { status: 503, summary: 'The sidecar is shutting down and accepts no new requests.' },
+
+  // -- zone manager (store, API, control channel) ------------------------------------------
+  ETZ_ERR_STORE: { status: 500, summary: "The manager's store could not make a write durable; the change was not applied." },
+  ETZ_ERR_STORE_CORRUPT: { status: 0, summary: "The manager's store is damaged beyond a torn last write; the manager refuses to start." },
+  ETZ_ERR_UNAUTHENTICATED: { status: 401, summary: 'Manager API or control channel: no valid admin token, bootstrap token or client certificate.' },
+  ETZ_ERR_FORBIDDEN: { status: 403, summary: "Manager API or control channel: authenticated, but not allowed to do this (e.g. another service's topic)." },
+  ETZ_ERR_NOT_FOUND: { status: 404, summary: 'Manager API: no such resource (policy, zone, token, rollout).' },
+  ETZ_ERR_INVALID_INPUT: { status: 400, summary: 'Manager API: the request body failed validation; the reason names the field.' },
+  ETZ_ERR_PROTOCOL: { status: 0, summary: 'A control-channel frame was malformed, oversized or out of order; the connection is closed with a code and reason.' },
+  ETZ_ERR_ENROLL_FAILED: { status: 0, summary: 'The sidecar could not enroll with the manager (bad or used bootstrap token, CSR refused).' },
+  ETZ_ERR_MANAGER_UNREACHABLE: { status: 0, summary: "A CLI command or sidecar could not reach the manager's API." },
   ETZ_ERR_RATE_LIMITED: { status: 429, summary: 'A rate limit (per listener, source identity, end-user principal, client IP or route) is exhausted; Retry-After says when to come back.' },
   ETZ_ERR_JWT_INVALID: { status: 401, summary: 'The end-user token is missing where required, malformed, expired, or not signed by a configured key.' },
   ETZ_ERR_UPSTREAM_OVERFLOW: { status: 503, summary: 'Circuit breaking: the destination\'s connection, pending-request or concurrent-request limit is reached; answered at once.' },
+
+  // -- policy engine --------------------------------------------------------------------------
+  ETZ_ERR_POLICY_DENIED: { status: 403, summary: 'An authorization policy denied the request; the reason names the policy and rule (or the default action).' },
+  ETZ_ERR_NETWORK_POLICY_DENIED: { status: 403, summary: 'A network policy denied the connection or the outbound request (ingress, egress, or egress outside the mesh).' },
+  ETZ_ERR_POLICY_CONFLICT: { status: 409, summary: 'A policy set has conflicting rules (duplicate, shadowed, allow covered by deny, contradiction); refused unless forced.' },
+  ETZ_ERR_POLICY_IMPORT: { status: 0, summary: 'An Istio or Kubernetes policy uses a field etz cannot map; the message names the field (exit status 2).' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
