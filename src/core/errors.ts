@@ -12,6 +12,8 @@ export const ERRORS = {
   ETZ_ERR_CONFIG_INVALID: { status: 0, summary: 'A config file failed validation; names the file, field path and reason (exit status 2).' },
   ETZ_ERR_CONFIG_READ: { status: 0, summary: 'A config file could not be read or parsed (exit status 2).' },
   ETZ_ERR_INTERNAL: { status: 500, summary: 'An unexpected internal error; the request is answered and the process keeps running.' },
+  ETZ_ERR_DETECTOR_UNKNOWN: { status: 0, summary: 'No built-in anomaly detector has the requested name (exit status 2 from `etz detect`).' },
+  ETZ_ERR_DETECT_INPUT: { status: 0, summary: 'A metric series row is malformed (missing or non-numeric value, missing header); names the line (exit status 2).' },
 
   // -- HTTP data plane ------------------------------------------------------------------------
   ETZ_ERR_BAD_REQUEST: { status: 400, summary: 'Malformed HTTP request (smuggling attempt, invalid header, bad chunk); never forwarded.' },
