@@ -26,6 +26,11 @@ export const ERRORS = {
   ETZ_ERR_REQUEST_TIMEOUT: { status: 408, summary: 'The client did not send the whole request within the request or idle timeout.' },
   ETZ_ERR_DRAINING: { status: 503, summary: 'The sidecar is shutting down and accepts no new requests.' },
 
+  // -- transparent interception (etz iptables) --------------------------------------------
+  ETZ_ERR_IPTABLES_MISSING: { status: 0, summary: 'The iptables (or ip6tables) command is not installed or not on PATH.' },
+  ETZ_ERR_IPTABLES_PERMISSION: { status: 0, summary: 'Changing iptables rules was refused: run as root or with CAP_NET_ADMIN (e.g. an init container with NET_ADMIN).' },
+  ETZ_ERR_IPTABLES_FAILED: { status: 0, summary: 'An iptables command failed; the message quotes the command and its error, and rules already added were removed.' },
+
   // -- zone manager (store, API, control channel) ------------------------------------------
   ETZ_ERR_STORE: { status: 500, summary: "The manager's store could not make a write durable; the change was not applied." },
   ETZ_ERR_STORE_CORRUPT: { status: 0, summary: "The manager's store is damaged beyond a torn last write; the manager refuses to start." },

@@ -2,4 +2,6 @@
 // touches the dispatcher. Imports stay lazy: only the chosen command's module is loaded.
 import { registerCommand } from '../run.js';
 
+registerCommand('iptables', 'Install, print or remove the iptables rules that redirect pod traffic to the sidecar', () => import('./iptables.js'));
+
 void registerCommand;

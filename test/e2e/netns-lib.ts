@@ -1,0 +1,133 @@
+// Helpers for tests that build real "pods" out of Linux network namespaces. Everything here is
+// real: ip netns, veth pairs, iptables, child processes inside the namespaces. Callers must
+// run cleanup() in `after`/finally; it kills children first, then deletes the namespaces.
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a command; never rejects on a non-zero exit (the caller asserts on `code`). */
+export function sh(argv: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(argv[0]!, argv.slice(1), { timeout: opts.timeoutMs ?? 20_000, env: opts.env ?? process.env, maxBuffer: 8 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? Number((err as NodeJS.ErrnoException).code) : 127) : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === 127 ? err.message : '') });
+      });
+  });
+}
+
+let cached: string | false | undefined;
+
+/** Why namespace tests cannot run here, or false when they can. */
+export function netnsSkipReason(): string | false {
+  if (cached !== undefined) return cached;
+  if (process.platform !== 'linux') return (cached = 'network namespaces need Linux');
+  if (process.getuid?.() !== 0) return (cached = 'needs root (ip netns, iptables); run as root, as CI does');
+  for (const tool of ['ip', 'iptables', 'ip6tables', 'curl']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return (cached = `${tool} is not installed`);
+  }
+  const probe = `etzprobe${randomBytes(3).toString('hex')}`;
+  const r = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });
+  if (r.status !== 0) return (cached = `cannot create network namespaces: ${r.stderr.trim()}`);
+  spawnSync('ip', ['netns', 'del', probe]);
+  return (cached = false);
+}
+
+/** A namespace with a unique name; `lo` is up. */
+export class Netns {
+  private constructor(readonly name: string) {}
+
+  static async create(prefix: string): Promise<Netns> {
+    const name = `${prefix}${process.pid}${randomBytes(3).toString('hex')}`;
+    const r = await sh(['ip', 'netns', 'add', name]);
+    if (r.code !== 0) throw new Error(`ip netns add ${name}: ${r.stderr}`);
+    const ns = new Netns(name);
+    await ns.must(['ip', 'link', 'set', 'lo', 'up']);
+    return ns;
+  }
+
+  exec(argv: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+    return sh(['ip', 'netns', 'exec', this.name, ...argv], opts);
+  }
+
+  async must(argv: string[]): Promise<string> {
+    const r = await this.exec(argv);
+    if (r.code !== 0) throw new Error(`[${this.name}] ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  async del(): Promise<void> {
+    await sh(['ip', 'netns', 'del', this.name]);
+  }
+}
+
+export interface VethAddrs {
+  a4: string;
+  b4: string;
+  a6?: string;
+  b6?: string;
+}
+
+/** Connect two namespaces with a veth pair (`vA` in a, `vB` in b) and address both ends. */
+export async function vethPair(a: Netns, b: Netns, addrs: VethAddrs): Promise<void> {
+  await a.must(['ip', 'link', 'add', 'vA', 'type', 'veth', 'peer', 'name', 'vB', 'netns', b.name]);
+  for (const [ns, dev, v4, v6] of [[a, 'vA', addrs.a4, addrs.a6], [b, 'vB', addrs.b4, addrs.b6]] as const) {
+    await ns.must(['ip', 'addr', 'add', `${v4}/24`, 'dev', dev]);
+    // nodad: the address is usable at once instead of after duplicate-address detection.
+    if (v6) await ns.must(['ip', '-6', 'addr', 'add', `${v6}/64`, 'dev', dev, 'nodad']);
+    await ns.must(['ip', 'link', 'set', dev, 'up']);
+  }
+}
+
+export interface Child {
+  proc: ChildProcess;
+  /** stdout+stderr so far, for failure messages. */
+  output(): string;
+}
+
+/**
+ * Start a process inside a namespace, optionally as another uid/gid (setpriv), and wait until
+ * it prints a line containing `ready`.
+ */
+export async function startIn(ns: Netns, argv: string[], opts: { uid?: number; gid?: number; ready: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Child> {
+  const prefix = opts.uid === undefined && opts.gid === undefined ? [] : [
+    'setpriv',
+    ...(opts.uid === undefined ? [] : [`--reuid=${opts.uid}`]),
+    ...(opts.gid === undefined ? [] : [`--regid=${opts.gid}`]),
+    '--clear-groups',
+  ];
+  const proc = spawn('ip', ['netns', 'exec', ns.name, ...prefix, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  let out = '';
+  const child: Child = { proc, output: () => out };
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${argv.join(' ')} not ready in ${ns.name}: ${out}`)), opts.timeoutMs ?? 15_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (out.includes(opts.ready)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${argv.join(' ')} exited ${code} in ${ns.name}: ${out}`));
+    });
+  });
+  return child;
+}
+
+/** Kill children (whole `ip netns exec` process) and wait for them to exit. */
+export async function stopAll(children: Child[]): Promise<void> {
+  await Promise.all(children.map((c) => new Promise<void>((resolve) => {
+    if (c.proc.exitCode !== null || c.proc.signalCode !== null) return resolve();
+    c.proc.once('exit', () => resolve());
+    c.proc.kill('SIGKILL');
+  })));
+}
