@@ -26,6 +26,18 @@ export const ERRORS = {
   ETZ_ERR_REQUEST_TIMEOUT: { status: 408, summary: 'The client did not send the whole request within the request or idle timeout.' },
   ETZ_ERR_DRAINING: { status: 503, summary: 'The sidecar is shutting down and accepts no new requests.' },
 
+  // -- identity / mTLS ------------------------------------------------------------------------
+  ETZ_ERR_CSR_INVALID: { status: 400, summary: 'A certificate signing request was refused: unparsable, bad signature, weak key, or not exactly one SPIFFE URI SAN.' },
+  ETZ_ERR_SPIFFE_ID_INVALID: { status: 400, summary: 'A SPIFFE ID is malformed or not of the form spiffe://<trust-domain>/ns/<ns>/sa/<sa>.' },
+  ETZ_ERR_TRUST_DOMAIN_MISMATCH: { status: 403, summary: "An identity or request belongs to a trust domain other than the CA's." },
+  ETZ_ERR_CA_EXISTS: { status: 0, summary: 'The target directory already holds a CA; nothing is overwritten without --force.' },
+  ETZ_ERR_CA_INVALID: { status: 0, summary: 'CA files are missing, unreadable, or the key does not match the certificate.' },
+  ETZ_ERR_CERT_INVALID: { status: 0, summary: 'A certificate is expired, not yet valid, untrusted or carries no valid workload identity.' },
+  ETZ_ERR_TLS_MATERIAL: { status: 0, summary: 'TLS certificate, key or trust bundle files are missing or unusable.' },
+  ETZ_ERR_UPSTREAM_TLS: { status: 503, summary: 'The mTLS handshake with the upstream sidecar failed (untrusted, expired, wrong SPIFFE ID); never retried in plaintext.' },
+  ETZ_ERR_MTLS_REQUIRED: { status: 400, summary: 'Plaintext arrived on an inbound port whose mode is STRICT mTLS.' },
+  ETZ_ERR_CERT_RENEWAL: { status: 0, summary: 'Renewing the workload certificate failed; the current one stays in force and renewal is retried.' },
+
   // -- transparent interception (etz iptables) --------------------------------------------
   ETZ_ERR_IPTABLES_MISSING: { status: 0, summary: 'The iptables (or ip6tables) command is not installed or not on PATH.' },
   ETZ_ERR_IPTABLES_PERMISSION: { status: 0, summary: 'Changing iptables rules was refused: run as root or with CAP_NET_ADMIN (e.g. an init container with NET_ADMIN).' },
@@ -50,6 +62,10 @@ export const ERRORS = {
   ETZ_ERR_NETWORK_POLICY_DENIED: { status: 403, summary: 'A network policy denied the connection or the outbound request (ingress, egress, or egress outside the mesh).' },
   ETZ_ERR_POLICY_CONFLICT: { status: 409, summary: 'A policy set has conflicting rules (duplicate, shadowed, allow covered by deny, contradiction); refused unless forced.' },
   ETZ_ERR_POLICY_IMPORT: { status: 0, summary: 'An Istio or Kubernetes policy uses a field etz cannot map; the message names the field (exit status 2).' },
+  ETZ_ERR_ZONE_DENIED: { status: 403, summary: 'An ephemeral trust zone (containment or isolation) denied the request; the reason names the zone.' },
+  ETZ_ERR_ZONE_NOT_FOUND: { status: 404, summary: 'No ephemeral trust zone with that id (it may have been dissolved).' },
+  ETZ_ERR_ZONE_INVALID: { status: 400, summary: 'A zone operation was refused: unknown type, no members, missing reason, bad TTL, or a duplicate zone.' },
+  ETZ_ERR_RECORD_INVALID: { status: 400, summary: 'A telemetry, vulnerability or threat-intel record or feed failed validation; the message names the line and field.' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
