@@ -3,6 +3,9 @@ import type { Schema } from 'ajv';
 import type { Logger } from '../core/logger.js';
 import type { Registry } from '../core/metrics.js';
 import type { ErrorCode } from '../core/errors.js';
+import type { SidecarConfig } from '../config/sidecar-schema.js';
+import type { Cluster, Endpoint } from './clusters.js';
+import type { UpstreamConnector } from './upstream/connector.js';
 
 /**
  * The HTTP filter contract, after Envoy's HTTP connection manager: a listener hands each request
@@ -50,8 +53,17 @@ export interface RequestContext {
   decision: Decision;
   /** Upstream subset chosen by routing filters before the router runs (e.g. { version: 'v1' }). */
   subset?: Record<string, string>;
-  /** Free-form slots for filter-to-filter data, keyed by filter name. */
+  /** Free-form slots for filter-to-filter data, keyed by filter name (created on first use). */
   readonly attrs: Map<string, unknown>;
+  /** Extra headers for the upstream request, as [name, value, name, value, …]; filters push. */
+  upstreamHeaders?: string[];
+  /** The endpoint the router chose (set once the request goes upstream). */
+  endpoint?: Endpoint;
+  /** Whether this hop was mutually authenticated (set by the identity filter). */
+  mtls: boolean;
+  /** Request body bytes sent upstream, response body bytes sent downstream. */
+  bytesIn: number;
+  bytesOut: number;
 }
 
 /** The end of a request without reaching the upstream. */
@@ -79,16 +91,32 @@ export interface CompileEnv {
   version: number;
   /** Direction of the listener this chain serves. */
   direction: Direction;
+  /** The static config, as validated at start (read-only). */
+  sidecar: Readonly<SidecarConfig>;
+  /** Every dynamic resource of this version, validated (read-only). */
+  resources: Readonly<Record<string, unknown>>;
+  /** Upstream clusters by service name (inbound: only the local application). */
+  clusters: ReadonlyMap<string, Cluster>;
+  /** Where the router gets its dispatchers; one per listener and config version. */
+  connector: UpstreamConnector;
 }
 
 /**
  * A filter type. `compile` runs once per config version; returning null means the filter is off
  * for this version and costs nothing per request.
+ *
+ * A factory with a `resource` key owns that key of the dynamic resources: the value is validated
+ * against `schema` (with defaults filled in) and passed to `compile` as `config` (undefined when
+ * the key is absent). A factory without one is configured by the static config alone: `config` is
+ * the whole SidecarConfig and `schema` is not used.
  */
 export interface FilterFactory<C = unknown> {
   readonly name: string;
+  readonly resource?: string;
   readonly schema: Schema;
   compile(config: C, env: CompileEnv): HttpFilter | null;
+  /** Listener directions this filter runs on; all when absent. */
+  readonly directions?: readonly Direction[];
 }
 
 /**

@@ -3,5 +3,9 @@
 import { registerCommand } from '../run.js';
 
 registerCommand('iptables', 'Install, print or remove the iptables rules that redirect pod traffic to the sidecar', () => import('./iptables.js'));
+registerCommand('detect', 'Score a metric series for anomalies and drift (CSV in, CSV out)', () => import('./detect.js'));
+registerCommand('ca', 'Create the mesh CA and issue or sign workload certificates', () => import('./ca.js'));
+registerCommand('replay', 'Replay a telemetry trace through the risk engine and zone manager (deterministic)', () => import('./replay.js'));
+registerCommand('demo', 'Start a sample app behind one sidecar on loopback and show how to call it', () => import('./demo.js'));
 
 void registerCommand;

@@ -1,0 +1,25 @@
+import type { Schema } from 'ajv';
+import type { FilterFactory } from '../filter.js';
+import { requestIdFilter } from './request-id.js';
+import { accessLogFilter } from './access-log.js';
+import { metricsFilter } from './metrics.js';
+import { routerFilter } from './router.js';
+
+/**
+ * THE filter registry, in chain order. Add a filter with one import and one entry; the chain
+ * core never changes. Order (by design): request-id, access-log, metrics, identity, threat-intel,
+ * zone-rules, authorization, network-policy, rate-limit, risk-scoring, routing, router. The
+ * router is always last: it is the terminal filter.
+ */
+export const FILTERS: readonly FilterFactory<any>[] = [
+  requestIdFilter,
+  accessLogFilter,
+  metricsFilter,
+  routerFilter,
+];
+
+/**
+ * Dynamic resource keys consumed outside the filter chain (e.g. `trustBundle` by the TLS layer),
+ * with their schemas. A key owned by no filter and absent here is a validation error.
+ */
+export const EXTRA_RESOURCES: Record<string, Schema> = {};
