@@ -1,0 +1,210 @@
+import { randomBytes } from 'node:crypto';
+import type { CompileEnv, FilterFactory, HttpFilter, RequestContext } from '../filter.js';
+import { PrincipalDetector, detectorSchema, type DetectorConfig, type RemoteFlag } from './adaptive.js';
+import { counter, gauge, instanceState, peekState } from './instance-state.js';
+import { QueryCache, rawHeader } from './match.js';
+import { RouteTable, cookieValue, routeRuleSchema, type CompiledRoute, type RouteRuleConfig } from './table.js';
+import { DestinationPolicies, destinationPolicySchema } from '../upstream/destination-policy.js';
+import type { DestinationPolicyConfig } from '../upstream/resilience.js';
+import type { RetryPolicy } from '../upstream/retry-policy.js';
+
+/**
+ * The routing filter (the `routes` and `principals` resources): matches the request against the
+ * route table, counts it in the per-principal detector, and decides the subset — the suspicious
+ * destination for a flagged principal (decision `rerouted`), else a weighted split, sticky per
+ * affinity key. It leaves a RouteDecision in ctx.attrs for the router: timeout, retry policy, hash
+ * key for consistent-hash balancing.
+ */
+
+export interface RoutesResourceObject {
+  rules?: RouteRuleConfig[];
+  detector?: DetectorConfig;
+  destinations?: Record<string, DestinationPolicyConfig>;
+}
+
+/** A bare list is shorthand for `{ rules: [...] }`. */
+export type RoutesResource = RoutesResourceObject | RouteRuleConfig[];
+
+export const routesSchema = {
+  // An array (the rules) or an object; multi-type rather than anyOf so errors name the field.
+  type: ['array', 'object'],
+  items: routeRuleSchema,
+  additionalProperties: false,
+  properties: {
+    rules: { type: 'array', items: routeRuleSchema },
+    detector: detectorSchema,
+    destinations: { type: 'object', additionalProperties: destinationPolicySchema },
+  },
+} as const;
+
+/** Flagged principals from the zone manager: names, or objects with an expiry. */
+export type PrincipalsResource =
+  | (string | { principal: string; until?: number | string; expiresAt?: number | string; reason?: string })[]
+  | { flagged: (string | { principal: string; until?: number | string; expiresAt?: number | string; reason?: string })[] };
+
+const flagSchema = {
+  type: ['string', 'object'],
+  minLength: 1,
+  required: ['principal'],
+  properties: {
+    principal: { type: 'string', minLength: 1 },
+    until: { type: ['number', 'string'] },
+    expiresAt: { type: ['number', 'string'] },
+    reason: { type: 'string' },
+  },
+} as const;
+
+export const principalsSchema = {
+  type: ['array', 'object'],
+  items: flagSchema,
+  required: ['flagged'],
+  properties: { flagged: { type: 'array', items: flagSchema } },
+} as const;
+
+export function parsePrincipals(res: PrincipalsResource | undefined): RemoteFlag[] {
+  if (!res) return [];
+  const list = Array.isArray(res) ? res : res.flagged;
+  return list.map((f) => {
+    if (typeof f === 'string') return { principal: f };
+    const t = f.until ?? f.expiresAt;
+    const until = t === undefined ? undefined : typeof t === 'number' ? t : Date.parse(t);
+    return { principal: f.principal, ...(until !== undefined && !Number.isNaN(until) ? { until } : {}), ...(f.reason ? { reason: f.reason } : {}) };
+  });
+}
+
+export const ROUTE_ATTR = 'route';
+
+/** What routing decided, for the router. */
+export interface RouteDecision {
+  readonly route: string;
+  readonly timeoutMs: number | undefined;
+  readonly retry: RetryPolicy | undefined;
+  /** Affinity key: the router balances by consistent hash on it. */
+  readonly hashKey: string | undefined;
+  readonly rerouted: boolean;
+}
+
+export function routeDecision(ctx: RequestContext): RouteDecision | undefined {
+  return ctx.attrs.get(ROUTE_ATTR) as RouteDecision | undefined;
+}
+
+/** The detector of one sidecar instance, shared by its listeners and kept across versions. */
+export function detectorFor(owner: object): PrincipalDetector {
+  return instanceState(owner, 'principal-detector', () => new PrincipalDetector());
+}
+
+function affinityKey(route: CompiledRoute, ctx: RequestContext): string | undefined {
+  const a = route.affinity;
+  if (!a) return undefined;
+  if (a.header) {
+    const v = rawHeader(ctx.req.rawHeaders, a.header);
+    if (v) return v;
+  }
+  if (a.cookie) {
+    const v = cookieValue(rawHeader(ctx.req.rawHeaders, 'cookie'), a.cookie.name);
+    if (v) return v;
+    if (a.cookie.ttlSec) {
+      // Envoy's generated-cookie affinity: the first request gets a key and keeps it.
+      const id = randomBytes(12).toString('base64url');
+      ctx.res.appendHeader('set-cookie', `${a.cookie.name}=${id}; Max-Age=${a.cookie.ttlSec}; Path=${a.cookie.path}; HttpOnly`);
+      return id;
+    }
+  }
+  if (a.principal && ctx.principal) return ctx.principal;
+  if (a.sourceIp) return ctx.remoteAddress;
+  return undefined;
+}
+
+class RoutingFilter implements HttpFilter {
+  readonly name = 'routing';
+
+  constructor(
+    private readonly table: RouteTable,
+    private readonly detector: PrincipalDetector | undefined,
+    private readonly rerouted: { inc(): void },
+    private readonly now: () => number,
+  ) {}
+
+  onRequest(ctx: RequestContext): undefined {
+    let flagged = false;
+    const principal = ctx.principal;
+    if (this.detector !== undefined && principal !== undefined) {
+      flagged = this.detector.observe(principal, ctx.id || undefined, this.now());
+    }
+    if (this.table.size === 0) return undefined;
+    const route = this.table.match(ctx, new QueryCache(ctx.query));
+    if (route === undefined) return undefined;
+    const hashKey = affinityKey(route, ctx);
+    let dest;
+    let rerouted = false;
+    if (flagged && route.suspicious !== undefined) {
+      dest = route.suspicious.pick(hashKey, Math.random);
+      rerouted = true;
+      ctx.decision = 'rerouted';
+      this.rerouted.inc();
+    } else if (route.split !== undefined) {
+      dest = route.split.pick(hashKey, Math.random);
+    }
+    if (dest !== undefined) {
+      if (dest.subset !== undefined) ctx.subset = dest.subset as Record<string, string>;
+      if (dest.service !== undefined && dest.service !== ctx.destination?.service) ctx.destination = { service: dest.service };
+    }
+    const decision: RouteDecision = { route: route.name, timeoutMs: route.timeoutMs, retry: route.retry, hashKey, rerouted };
+    ctx.attrs.set(ROUTE_ATTR, decision);
+    return undefined;
+  }
+}
+
+function normalize(res: RoutesResource | undefined): RoutesResourceObject {
+  if (!res) return {};
+  return Array.isArray(res) ? { rules: res } : res;
+}
+
+export interface RoutingCompileOptions {
+  now?: () => number;
+}
+
+export function compileRouting(config: RoutesResource | undefined, env: CompileEnv, opts: RoutingCompileOptions = {}): HttpFilter | null {
+  if (env.direction === 'inbound') return null;
+  const res = normalize(config);
+  const table = new RouteTable(res.rules ?? [], 'resources', '/routes/rules');
+  const remote = parsePrincipals(env.resources?.principals as PrincipalsResource | undefined);
+  const policies = new DestinationPolicies(env.metrics, env.direction);
+  policies.configure(res.destinations);
+  instanceState(env.metrics, `destination-policies:${env.direction}`, () => ({ current: policies })).current = policies;
+
+  const enabled = res.detector?.enabled ?? true;
+  // The detector only matters where a rule says where suspicious principals go.
+  const useDetector = enabled && table.hasSuspicious;
+  let detector: PrincipalDetector | undefined;
+  if (useDetector) {
+    detector = detectorFor(env.metrics);
+    detector.reconfigure(res.detector ?? {});
+    detector.setRemote(remote);
+    const flaggedTotal = counter(env.metrics, 'etz_principals_flagged_total', 'End-user principals flagged suspicious by the local detector.', []);
+    detector.onFlag ??= (principal, until) => {
+      flaggedTotal.inc();
+      env.logger.warn({ principal, until: new Date(until).toISOString() }, 'principal flagged suspicious: rerouting');
+    };
+    const d = detector;
+    gauge(env.metrics, 'etz_principals_flagged', 'End-user principals currently flagged (local detector and zone manager).', [], function collect() {
+      this.set(d.flagged(Date.now()).length);
+    });
+  }
+  if (table.size === 0) return null;
+  const reroutes = counter(env.metrics, 'etz_route_rerouted_total', 'Requests of flagged principals sent to a route\'s suspicious destination.', ['direction']).labels(env.direction);
+  return new RoutingFilter(table, detector, reroutes, opts.now ?? Date.now);
+}
+
+/** Destination policies the router uses for this listener (the latest version's). */
+export function destinationPolicies(owner: object, direction: string): DestinationPolicies | undefined {
+  return peekState<{ current: DestinationPolicies }>(owner, `destination-policies:${direction}`)?.current;
+}
+
+export const routingFilter: FilterFactory<RoutesResource | undefined> = {
+  name: 'routing',
+  resource: 'routes',
+  schema: routesSchema,
+  directions: ['outbound', 'gateway'],
+  compile: (config, env) => compileRouting(config, env),
+};
