@@ -1,0 +1,140 @@
+import { EngineCore, normaliseKey, subjectKey, type EngineSnapshot, type Explanation, type ScoreFn } from './engine.js';
+import { defaultEngineConfig, type EngineConfig } from './config.js';
+import { parseFeedText } from './feeds.js';
+import { parseRecord } from './records.js';
+import type { EngineEvent, FlaggedPrincipal, PublicZone, SubjectScore, TelemetryRecord } from './types.js';
+import type { CreateZoneRequest } from '../zones/manager.js';
+import { publicZone } from '../zones/manager.js';
+import type { TrafficReport } from '../traffic/analyzer.js';
+
+/**
+ * The Risk Assessment Engine and zone manager as one deterministic object. Time enters only
+ * through record timestamps and `advance(nowMs)`; the live manager calls advance from a timer with
+ * Date.now(), `etz replay` with the trace's clock. A thin public class over EngineCore.
+ */
+export class RiskEngine {
+  readonly #core: EngineCore;
+
+  constructor(config: EngineConfig = defaultEngineConfig()) {
+    this.#core = new EngineCore(config);
+  }
+
+  get config(): EngineConfig {
+    return this.#core.cfg;
+  }
+
+  /** Trace/engine time: the latest `advance` argument (epoch ms). */
+  get now(): number {
+    return this.#core.now;
+  }
+
+  get counters(): Readonly<{ records: number; late: number; windows: number; scored: number }> {
+    return this.#core.counters;
+  }
+
+  /** Subscribe to replay-contract events; returns an unsubscribe function. */
+  on(listener: (e: EngineEvent) => void): () => void {
+    return this.#core.on(listener);
+  }
+
+  /** Feed one validated record. Records older than the last closed window are refused as late. */
+  ingest(record: TelemetryRecord): { ok: boolean; reason?: 'late' } {
+    return this.#core.ingest(record);
+  }
+
+  /** Validate an untrusted decoded JSON value and feed it; throws RecordError naming the field. */
+  ingestJson(value: unknown): { ok: boolean; reason?: 'late' } {
+    return this.#core.ingest(parseRecord(value));
+  }
+
+  /**
+   * Load a feed document: a Trivy JSON report (give `service`), a STIX 2.1 bundle, an indicator
+   * list `{ indicators: [...] }` or a plain IP/CIDR blocklist. Throws RecordError when invalid.
+   */
+  loadFeed(text: string, opts: { service?: string; source?: string; ts?: number } = {}): { kind: 'vuln' | 'intel'; count: number } {
+    const rec = parseFeedText(text, { ts: opts.ts ?? this.now, ...(opts.service ? { service: opts.service } : {}), ...(opts.source ? { source: opts.source } : {}) });
+    if (!Number.isFinite(rec.ts)) rec.ts = 0;
+    this.#core.ingest(rec);
+    return rec.kind === 'vuln' ? { kind: 'vuln', count: rec.findings.length } : { kind: 'intel', count: rec.indicators.length };
+  }
+
+  /** Move the clock: close windows, score inline, run hysteresis, cool-downs and TTLs. */
+  advance(nowMs: number): void {
+    this.#core.advance(nowMs);
+  }
+
+  /**
+   * As advance(), with the batch scoring step run by `score` (e.g. a worker pool: see
+   * createScoringPool). Concurrent calls while one is in flight are ignored.
+   */
+  advanceAsync(nowMs: number, score: ScoreFn): Promise<void> {
+    return this.#core.advanceAsync(nowMs, score);
+  }
+
+  scores(): SubjectScore[] {
+    return this.#core.scores();
+  }
+
+  explain(subject: string): Explanation | null {
+    return this.#core.explain(subject);
+  }
+
+  zones(): PublicZone[] {
+    return this.#core.zones.list().map(publicZone);
+  }
+
+  /** Full zone records (with triggers and calm state), for compileZoneResources and persistence. */
+  zoneRecords() {
+    return this.#core.zones.list();
+  }
+
+  flaggedPrincipals(): FlaggedPrincipal[] {
+    return this.#core.flaggedPrincipals();
+  }
+
+  traffic(windowMs: number): TrafficReport {
+    return this.#core.trafficReport(windowMs);
+  }
+
+  createZone(req: CreateZoneRequest, nowMs?: number): PublicZone {
+    return this.#core.createZone(req, nowMs);
+  }
+
+  dissolveZone(id: string, reason: string, nowMs?: number): PublicZone {
+    return this.#core.dissolveZone(id, reason, nowMs);
+  }
+
+  pinZone(id: string, reason: string, nowMs?: number, pinned = true): PublicZone {
+    return this.#core.pinZone(id, pinned, reason, nowMs);
+  }
+
+  extendZone(id: string, ttlMs: number, reason: string, nowMs?: number): PublicZone {
+    return this.#core.extendZone(id, ttlMs, reason, nowMs);
+  }
+
+  clearPrincipal(principal: string, reason: string, nowMs?: number): boolean {
+    return this.#core.clearPrincipal(principal, reason, nowMs);
+  }
+
+  /** Durable state: zones, flags, subject scores, edges seen; `baselines: true` adds learned baselines. */
+  snapshot(opts?: { baselines?: boolean }): EngineSnapshot {
+    return this.#core.snapshot(opts);
+  }
+
+  restore(snapshot: EngineSnapshot): void {
+    this.#core.restore(snapshot);
+  }
+}
+
+export function createEngine(config?: EngineConfig): RiskEngine {
+  return new RiskEngine(config);
+}
+
+export { subjectKey, normaliseKey };
+export type { EngineSnapshot, Explanation, ScoreFn };
+export * from './config.js';
+export * from './types.js';
+export { parseRecord, parseRecordLine, parseTimestamp, RecordError } from './records.js';
+export { parseTrivyReport, parseBlocklist, parseStixBundle, parseFeedText, IntelIndex } from './feeds.js';
+export type { CreateZoneRequest } from '../zones/manager.js';
+export type { TrafficReport } from '../traffic/analyzer.js';
