@@ -85,7 +85,7 @@ describe('etz iptables in a network namespace', { skip }, () => {
     assert.deepEqual(await natRules(podA), []);
   });
 
-  test('installs the chains; a second run leaves exactly the same rules', async () => {
+  test('installs the chains; a second run (CAP_NET_ADMIN only) leaves exactly the same rules', async () => {
     const args = ['--ipv6', 'auto', '--exclude-inbound-ports', '8081'];
     const first = await etz(podA, args);
     assert.equal(first.code, 0, first.stderr);
@@ -96,7 +96,8 @@ describe('etz iptables in a network namespace', { skip }, () => {
       assert.ok(once.includes(`:${chain} - [0:0]`), `${chain} exists`);
       assert.ok(once6.includes(`:${chain} - [0:0]`), `${chain} exists for IPv6`);
     }
-    const second = await etz(podA, args);
+    // The second run holds CAP_NET_ADMIN and no other capability: what an init container gets.
+    const second = await podA.exec(['setpriv', '--bounding-set=-all,+net_admin', '--inh-caps=-all', process.execPath, cli, 'iptables', ...args]);
     assert.equal(second.code, 0, second.stderr);
     assert.deepEqual(await natRules(podA), once);
     assert.deepEqual(await natRules(podA, 'ip6tables-save'), once6);
@@ -156,10 +157,15 @@ describe('etz iptables in a network namespace', { skip }, () => {
   });
 
   test('without CAP_NET_ADMIN: a clear permission error, exit 1, nothing installed', async () => {
-    const r = await podA.exec(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, cli, 'iptables']);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /not permitted.*CAP_NET_ADMIN.*\[ETZ_ERR_IPTABLES_PERMISSION\]/);
-    assert.deepEqual(await natRules(podA), []);
+    for (const who of [
+      ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'], // an ordinary user
+      ['--bounding-set=-all,+net_raw', '--inh-caps=-all'], // root, but without NET_ADMIN
+    ]) {
+      const r = await podA.exec(['setpriv', ...who, process.execPath, cli, 'iptables']);
+      assert.equal(r.code, 1, who.join(' '));
+      assert.match(r.stderr, /not permitted.*CAP_NET_ADMIN.*\[ETZ_ERR_IPTABLES_PERMISSION\]/);
+      assert.deepEqual(await natRules(podA), []);
+    }
   });
 
   test('iptables missing: a clear error naming the tool, exit 1', async () => {
