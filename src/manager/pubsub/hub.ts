@@ -1,0 +1,388 @@
+import { EventEmitter } from 'node:events';
+import {
+  RESOURCE_TYPES,
+  topicsFor,
+  type ManagerMessage,
+  type NodeInfo,
+  type ResourceType,
+  type Resources,
+} from '../../protocol/messages.js';
+import { RolloutTracker, type Rollout } from './rollout.js';
+
+/**
+ * Config distribution, after xDS state-of-the-world per resource type.
+ *
+ * Resources live on topics (mesh, service/<name>, instance/<name>); a sidecar's view of a type is
+ * the concatenation of that type on its three topics. Every change bumps the type's version on
+ * its topic; changes within `debounceMs` are published together as one hub version.
+ *
+ * Per subscriber at most one push is in flight. A change that arrives while a push awaits its
+ * ACK only marks the subscriber dirty; when the ACK (or NACK) comes it gets one push with the
+ * latest state. So a slow or stuck sidecar costs the manager one pending message, never a queue
+ * of intermediate deltas. Deltas replace whole types and are computed against the subscriber's
+ * last ACKed version, so a NACKed type is simply sent again with the next change.
+ *
+ * Versions derive from the wall clock (max(previous + 1, now)) so that they keep increasing across
+ * manager restarts without a write per publish: a sidecar ignores versions at or below the one
+ * it has, and must never see the manager start again from 1.
+ */
+
+export interface Subscriber {
+  readonly id: string;
+  readonly node: NodeInfo;
+  send(msg: ManagerMessage | string): void;
+  /** Bytes queued in the socket; a subscriber above the limit is skipped until it drains. */
+  bufferedAmount(): number;
+}
+
+export type SubscriberState = 'pending' | 'acked' | 'nacked';
+
+export interface SubscriberStatus {
+  id: string;
+  node: NodeInfo;
+  connectedAt: number;
+  lastSeen: number;
+  ackedVersion: number;
+  sentVersion: number;
+  state: SubscriberState;
+  lastError?: string;
+}
+
+export interface HubOptions {
+  debounceMs?: number;
+  /** Skip pushing to a subscriber whose socket holds more than this many bytes (default 4 MiB). */
+  maxBufferedBytes?: number;
+  /** A push not answered within this time is re-sent as a full snapshot (default 30 s). */
+  ackTimeoutMs?: number;
+  rolloutHistory?: number;
+  now?: () => number;
+}
+
+interface TopicState {
+  resources: Partial<Resources>;
+  versions: Partial<Record<ResourceType, number>>;
+}
+
+interface Sub {
+  s: Subscriber;
+  topics: string[];
+  connectedAt: number;
+  lastSeen: number;
+  ackedVersion: number;
+  sentVersion: number;
+  sentNonce: string;
+  sentAt: number;
+  sentFull: boolean;
+  inflight: boolean;
+  dirty: boolean;
+  /** True until the first push on this stream: it must be a full snapshot. */
+  needsSnapshot: boolean;
+  state: SubscriberState;
+  lastError?: string;
+}
+
+export interface HubEvents {
+  ack: [id: string, version: number];
+  nack: [id: string, version: number, error: string];
+  published: [version: number, targets: number];
+  'rollout-complete': [rollout: Rollout];
+}
+
+export class ConfigHub extends EventEmitter<HubEvents> {
+  private readonly topics = new Map<string, TopicState>();
+  private readonly subs = new Map<string, Sub>();
+  private readonly debounceMs: number;
+  private readonly maxBuffered: number;
+  private readonly ackTimeoutMs: number;
+  private readonly now: () => number;
+  private readonly rollouts: RolloutTracker;
+  private version: number;
+  private nonceSeq = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private changed = new Map<string, Set<ResourceType>>();
+  private reasons: string[] = [];
+  readonly stats = { pushes: 0, snapshots: 0, deltas: 0, acks: 0, nacks: 0, staleAcks: 0, skippedSlow: 0, coalesced: 0 };
+
+  constructor(opts: HubOptions = {}) {
+    super();
+    this.debounceMs = opts.debounceMs ?? 10;
+    this.maxBuffered = opts.maxBufferedBytes ?? 4 * 1024 * 1024;
+    this.ackTimeoutMs = opts.ackTimeoutMs ?? 30_000;
+    this.now = opts.now ?? Date.now;
+    this.rollouts = new RolloutTracker(opts.rolloutHistory ?? 200);
+    // Genesis: every mesh type is "changed" at start, so a sidecar resuming from a previous
+    // manager incarnation always gets a fresh snapshot rather than trusting stale state.
+    this.version = this.now();
+    const mesh: TopicState = { resources: {}, versions: {} };
+    for (const t of RESOURCE_TYPES) mesh.versions[t] = this.version;
+    this.topics.set('mesh', mesh);
+  }
+
+  get currentVersion(): number {
+    return this.version;
+  }
+
+  /** Replace one resource type on one topic. Published after the debounce window. */
+  set(topic: string, type: ResourceType, items: unknown[], reason?: string): void {
+    let t = this.topics.get(topic);
+    if (!t) this.topics.set(topic, (t = { resources: {}, versions: {} }));
+    if (items.length === 0 && !t.resources[type] && topic !== 'mesh') return;
+    t.resources[type] = items.length === 0 && topic !== 'mesh' ? undefined : Object.freeze([...items]) as unknown[];
+    let c = this.changed.get(topic);
+    if (!c) this.changed.set(topic, (c = new Set()));
+    c.add(type);
+    if (reason) this.reasons.push(reason);
+    if (this.debounceMs <= 0) {
+      this.publish();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => this.publish(), this.debounceMs);
+      this.timer.unref?.();
+    }
+  }
+
+  get(topic: string, type: ResourceType): readonly unknown[] {
+    return this.topics.get(topic)?.resources[type] ?? [];
+  }
+
+  /** The merged resources a node sees now. */
+  view(node: { service: string; instance: string }): Resources {
+    const out = {} as Resources;
+    const topics = topicsFor(node);
+    for (const type of RESOURCE_TYPES) out[type] = this.merged(topics, type);
+    return out;
+  }
+
+  /** Publish pending changes now (the debounce timer calls this). */
+  publish(): number {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.changed.size === 0) return this.version;
+    const version = (this.version = Math.max(this.version + 1, this.now()));
+    for (const [topic, types] of this.changed) {
+      const t = this.topics.get(topic)!;
+      for (const type of types) t.versions[type] = version;
+    }
+    const changedTopics = this.changed;
+    this.changed = new Map();
+    const reason = [...new Set(this.reasons)].join('; ') || 'config change';
+    this.reasons = [];
+    const targets: string[] = [];
+    const cache = new Map<string, string>();
+    for (const sub of this.subs.values()) {
+      if (!sub.topics.some((t) => changedTopics.has(t))) continue;
+      targets.push(sub.s.id);
+      this.push(sub, cache);
+    }
+    const r = this.rollouts.start(version, reason, targets, this.now());
+    this.emit('published', version, targets.length);
+    if (targets.length === 0) this.emit('rollout-complete', r);
+    return version;
+  }
+
+  /** A sidecar's stream opened (or it re-sent hello). It gets a snapshot unless already current. */
+  subscribe(s: Subscriber, lastVersion: number): void {
+    const old = this.subs.get(s.id);
+    const sub: Sub = {
+      s,
+      topics: topicsFor(s.node),
+      connectedAt: old?.s === s ? old.connectedAt : this.now(),
+      lastSeen: this.now(),
+      ackedVersion: 0,
+      sentVersion: 0,
+      sentNonce: '',
+      sentAt: 0,
+      sentFull: false,
+      inflight: false,
+      dirty: false,
+      needsSnapshot: true,
+      state: 'pending',
+    };
+    this.subs.set(s.id, sub);
+    // Resume: a sidecar that already ACKed everything its topics hold needs no push at all.
+    if (lastVersion > 0 && lastVersion <= this.version && lastVersion >= this.viewVersion(sub)) {
+      sub.ackedVersion = sub.sentVersion = lastVersion;
+      sub.needsSnapshot = false;
+      sub.state = 'acked';
+      return;
+    }
+    this.push(sub, new Map());
+  }
+
+  unsubscribe(id: string, s?: Subscriber): void {
+    const sub = this.subs.get(id);
+    if (sub && (!s || sub.s === s)) this.subs.delete(id);
+  }
+
+  seen(id: string): void {
+    const sub = this.subs.get(id);
+    if (sub) sub.lastSeen = this.now();
+  }
+
+  /** Returns false when the ACK is stale or unknown (ignored). */
+  ack(id: string, version: number, nonce: string): boolean {
+    const sub = this.subs.get(id);
+    if (!sub || !sub.inflight || version !== sub.sentVersion || nonce !== sub.sentNonce) {
+      this.stats.staleAcks++;
+      return false;
+    }
+    this.stats.acks++;
+    sub.inflight = false;
+    sub.ackedVersion = version;
+    sub.needsSnapshot = false;
+    sub.state = 'acked';
+    sub.lastError = undefined;
+    sub.lastSeen = this.now();
+    for (const r of this.rollouts.ack(id, version)) this.emit('rollout-complete', r);
+    this.emit('ack', id, version);
+    if (sub.dirty) this.push(sub, new Map());
+    return true;
+  }
+
+  nack(id: string, version: number, nonce: string, error: string): boolean {
+    const sub = this.subs.get(id);
+    if (!sub || !sub.inflight || version !== sub.sentVersion || nonce !== sub.sentNonce) {
+      this.stats.staleAcks++;
+      return false;
+    }
+    this.stats.nacks++;
+    sub.inflight = false;
+    sub.state = 'nacked';
+    sub.lastError = error;
+    sub.lastSeen = this.now();
+    // The sidecar keeps what it had: a snapshot NACKed on a fresh stream leaves it on its own
+    // (disk) version, so the next push must again be a full snapshot.
+    if (sub.ackedVersion === 0) sub.needsSnapshot = true;
+    for (const r of this.rollouts.nack(id, version, sub.ackedVersion, error)) this.emit('rollout-complete', r);
+    this.emit('nack', id, version, error);
+    // Re-pushing the same failing version would loop; wait for the next change.
+    if (sub.dirty && this.latestFor(sub) > version) this.push(sub, new Map());
+    else sub.dirty = false;
+    return true;
+  }
+
+  /** Periodic upkeep: retry subscribers skipped as slow, re-send timed-out pushes. */
+  tick(): void {
+    const now = this.now();
+    for (const sub of this.subs.values()) {
+      if (sub.inflight && now - sub.sentAt > this.ackTimeoutMs) {
+        sub.inflight = false;
+        sub.needsSnapshot = true;
+        sub.dirty = true;
+      }
+      if (sub.dirty && !sub.inflight) this.push(sub, new Map());
+    }
+  }
+
+  status(): SubscriberStatus[] {
+    return [...this.subs.values()].map((sub) => ({
+      id: sub.s.id,
+      node: sub.s.node,
+      connectedAt: sub.connectedAt,
+      lastSeen: sub.lastSeen,
+      ackedVersion: sub.ackedVersion,
+      sentVersion: sub.sentVersion,
+      state: sub.inflight ? 'pending' : sub.state,
+      ...(sub.lastError ? { lastError: sub.lastError } : {}),
+    }));
+  }
+
+  subscriberCount(): number {
+    return this.subs.size;
+  }
+
+  listRollouts(): Rollout[] {
+    return this.rollouts.list();
+  }
+
+  getRollout(version: number): Rollout | undefined {
+    return this.rollouts.get(version);
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.subs.clear();
+  }
+
+  // ---- internals ----
+  private push(sub: Sub, cache: Map<string, string>): void {
+    if (sub.inflight) {
+      sub.dirty = true;
+      this.stats.coalesced++;
+      return;
+    }
+    if (sub.s.bufferedAmount() > this.maxBuffered) {
+      sub.dirty = true;
+      this.stats.skippedSlow++;
+      return;
+    }
+    const latest = this.latestFor(sub);
+    if (!sub.needsSnapshot && latest <= sub.ackedVersion) {
+      sub.dirty = false;
+      return;
+    }
+    const full = sub.needsSnapshot;
+    const nonce = (++this.nonceSeq).toString(36);
+    const version = this.version;
+    const parts: string[] = [];
+    for (const type of RESOURCE_TYPES) {
+      if (!full && this.typeVersion(sub, type) <= sub.ackedVersion) continue;
+      parts.push(`"${type}":${this.encoded(sub, type, cache)}`);
+    }
+    const head = full
+      ? `{"type":"snapshot","version":${version},"nonce":"${nonce}"`
+      : `{"type":"delta","version":${version},"nonce":"${nonce}","baseVersion":${sub.ackedVersion}`;
+    sub.s.send(`${head},"resources":{${parts.join(',')}}}`);
+    sub.inflight = true;
+    sub.dirty = false;
+    sub.sentVersion = version;
+    sub.sentNonce = nonce;
+    sub.sentAt = this.now();
+    sub.sentFull = full;
+    sub.state = 'pending';
+    this.stats.pushes++;
+    if (full) this.stats.snapshots++;
+    else this.stats.deltas++;
+  }
+
+  private merged(topics: string[], type: ResourceType): unknown[] {
+    const lists: (readonly unknown[])[] = [];
+    for (const t of topics) {
+      const l = this.topics.get(t)?.resources[type];
+      if (l && l.length) lists.push(l);
+    }
+    if (lists.length === 0) return [];
+    if (lists.length === 1) return lists[0] as unknown[];
+    return lists.flat();
+  }
+
+  // Subscribers sharing the same topic contents for a type share one serialisation per publish:
+  // with a mesh-wide change and 1000 sidecars that is one JSON.stringify, not a thousand.
+  private encoded(sub: Sub, type: ResourceType, cache: Map<string, string>): string {
+    const key = `${type}|${sub.topics.map((t) => (this.topics.get(t)?.resources[type]?.length ? t : '')).join('|')}`;
+    let s = cache.get(key);
+    if (s === undefined) {
+      s = JSON.stringify(this.merged(sub.topics, type));
+      cache.set(key, s);
+    }
+    return s;
+  }
+
+  private typeVersion(sub: Sub, type: ResourceType): number {
+    let v = 0;
+    for (const t of sub.topics) v = Math.max(v, this.topics.get(t)?.versions[type] ?? 0);
+    return v;
+  }
+
+  private viewVersion(sub: Sub): number {
+    let v = 0;
+    for (const type of RESOURCE_TYPES) v = Math.max(v, this.typeVersion(sub, type));
+    return v;
+  }
+
+  private latestFor(sub: Sub): number {
+    return this.viewVersion(sub);
+  }
+}

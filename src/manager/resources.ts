@@ -1,0 +1,31 @@
+import type { ResourceType } from '../protocol/messages.js';
+import type { ConfigHub } from './pubsub/hub.js';
+import { COLL, type Store } from './store/store.js';
+
+/**
+ * Operator-set resources (routes, rate limits, intel lists …) per topic, kept durably and
+ * re-published at start. Resources computed by the manager itself (zones, flagged principals,
+ * trust bundle) are published straight to the hub and not stored here.
+ */
+export class ResourceService {
+  constructor(private readonly store: Store, private readonly hub: ConfigHub) {}
+
+  get(topic: string, type: ResourceType): unknown[] {
+    return this.store.get<unknown[]>(COLL.resources, `${topic}|${type}`) ?? [];
+  }
+
+  async set(topic: string, type: ResourceType, items: unknown[]): Promise<void> {
+    const key = `${topic}|${type}`;
+    if (items.length === 0) await this.store.delete(COLL.resources, key);
+    else await this.store.put(COLL.resources, key, items);
+    this.hub.set(topic, type, items, `${type} on ${topic}`);
+  }
+
+  /** Push everything stored into the hub (at start). */
+  publishAll(): void {
+    for (const [key, items] of this.store.list<unknown[]>(COLL.resources)) {
+      const i = key.lastIndexOf('|');
+      this.hub.set(key.slice(0, i), key.slice(i + 1) as ResourceType, items);
+    }
+  }
+}

@@ -1,0 +1,243 @@
+import { Ajv, type ValidateFunction } from 'ajv';
+
+/**
+ * The sidecar↔manager wire protocol: JSON text frames over one WebSocket (WSS, client
+ * certificate). Every frame is one object with a `type`; both ends validate every frame they
+ * receive against the schemas below before acting on it, so a malformed frame is a counted
+ * protocol error and never reaches the logic behind it.
+ *
+ * Config follows xDS state-of-the-world-per-type semantics: the first push on a stream is a full
+ * `snapshot`; later pushes are `delta`s that replace whole resource types. Each push carries a
+ * monotonically increasing `version` and a fresh `nonce`; the sidecar answers `ack` or `nack`
+ * echoing both, and a nack leaves it on its previous version.
+ */
+
+export const PROTOCOL_VERSION = 1;
+/** Sub-protocol name offered in the WebSocket handshake; bumps with PROTOCOL_VERSION. */
+export const WS_SUBPROTOCOL = 'etz.v1';
+export const STREAM_PATH = '/v1/stream';
+export const ENROLL_PATH = '/v1/enroll';
+
+export const RESOURCE_TYPES = ['policies', 'zones', 'routes', 'rateLimits', 'intel', 'principals', 'trustBundle'] as const;
+export type ResourceType = (typeof RESOURCE_TYPES)[number];
+
+/**
+ * The whole config a sidecar enforces. Each type is a list of plain JSON objects (trustBundle: a
+ * list of PEM strings); the sidecar validates their inner shape when it applies them.
+ */
+export type Resources = { [K in ResourceType]: unknown[] };
+
+export function emptyResources(): Resources {
+  return { policies: [], zones: [], routes: [], rateLimits: [], intel: [], principals: [], trustBundle: [] };
+}
+
+/** WebSocket close codes the manager uses (4000–4999 is the application range). */
+export const CLOSE = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  TOO_BIG: 1009,
+  BAD_MESSAGE: 4000,
+  UNAUTHENTICATED: 4001,
+  FORBIDDEN: 4003,
+  HEARTBEAT_TIMEOUT: 4008,
+  REPLACED: 4009,
+  SHUTDOWN: 4010,
+} as const;
+
+export interface NodeInfo {
+  service: string;
+  instance: string;
+  version?: string;
+}
+
+// ---- sidecar → manager ----------------------------------------------------------------------
+export interface HelloMsg {
+  type: 'hello';
+  protocol: number;
+  node: NodeInfo;
+  /** Last version the sidecar ACKed (and persisted); the manager resumes from it. 0: none. */
+  lastVersion: number;
+  /** Resource types of the sidecar's last ACKed version, so the manager can send a delta. */
+  lastNonce?: string;
+}
+export interface AckMsg { type: 'ack'; version: number; nonce: string }
+export interface NackMsg { type: 'nack'; version: number; nonce: string; error: string }
+export interface TelemetryMsg { type: 'telemetry'; records: unknown[]; dropped?: number }
+export interface HeartbeatMsg { type: 'heartbeat'; ts: number }
+export interface RenewMsg { type: 'renew'; csr: string }
+export type SidecarMessage = HelloMsg | AckMsg | NackMsg | TelemetryMsg | HeartbeatMsg | RenewMsg;
+
+// ---- manager → sidecar ----------------------------------------------------------------------
+export interface SnapshotMsg { type: 'snapshot'; version: number; nonce: string; resources: Resources }
+export interface DeltaMsg {
+  type: 'delta';
+  version: number;
+  nonce: string;
+  /** The version the delta applies on top of: the sidecar's last ACKed version. */
+  baseVersion: number;
+  resources: Partial<Resources>;
+}
+export interface CertMsg { type: 'cert'; cert: string; chain: string[]; expiresAt: number }
+export interface ErrorMsg { type: 'error'; code: string; message: string }
+export interface TelemetryAckMsg { type: 'telemetryAck'; accepted: number; rejected: number }
+export type ManagerMessage = SnapshotMsg | DeltaMsg | HeartbeatMsg | CertMsg | ErrorMsg | TelemetryAckMsg;
+
+// ---- schemas --------------------------------------------------------------------------------
+const name = { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' };
+const version = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
+const nonce = { type: 'string', minLength: 1, maxLength: 64 };
+const resourceList = { type: 'array', maxItems: 100000 };
+const resourcesSchema = (required: boolean) => ({
+  type: 'object',
+  additionalProperties: false,
+  properties: Object.fromEntries(RESOURCE_TYPES.map((t) => [t, resourceList])),
+  ...(required ? { required: [...RESOURCE_TYPES] } : {}),
+});
+
+const sidecarSchema = {
+  oneOf: [
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['type', 'protocol', 'node', 'lastVersion'],
+      properties: {
+        type: { const: 'hello' },
+        protocol: { type: 'integer' },
+        node: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['service', 'instance'],
+          properties: { service: name, instance: name, version: { type: 'string', maxLength: 64 } },
+        },
+        lastVersion: version,
+        lastNonce: nonce,
+      },
+    },
+    {
+      type: 'object', additionalProperties: false, required: ['type', 'version', 'nonce'],
+      properties: { type: { const: 'ack' }, version, nonce },
+    },
+    {
+      type: 'object', additionalProperties: false, required: ['type', 'version', 'nonce', 'error'],
+      properties: { type: { const: 'nack' }, version, nonce, error: { type: 'string', maxLength: 4096 } },
+    },
+    {
+      type: 'object', additionalProperties: false, required: ['type', 'records'],
+      properties: {
+        type: { const: 'telemetry' },
+        records: { type: 'array', maxItems: 10000, items: { type: 'object' } },
+        dropped: { type: 'integer', minimum: 0 },
+      },
+    },
+    {
+      type: 'object', additionalProperties: false, required: ['type', 'ts'],
+      properties: { type: { const: 'heartbeat' }, ts: { type: 'number' } },
+    },
+    {
+      type: 'object', additionalProperties: false, required: ['type', 'csr'],
+      properties: { type: { const: 'renew' }, csr: { type: 'string', minLength: 1, maxLength: 16384 } },
+    },
+  ],
+};
+
+const managerSchema = {
+  oneOf: [
+    {
+      type: 'object', required: ['type', 'version', 'nonce', 'resources'],
+      properties: { type: { const: 'snapshot' }, version, nonce, resources: resourcesSchema(true) },
+    },
+    {
+      type: 'object', required: ['type', 'version', 'nonce', 'baseVersion', 'resources'],
+      properties: { type: { const: 'delta' }, version, nonce, baseVersion: version, resources: resourcesSchema(false) },
+    },
+    { type: 'object', required: ['type', 'ts'], properties: { type: { const: 'heartbeat' }, ts: { type: 'number' } } },
+    {
+      type: 'object', required: ['type', 'cert', 'chain', 'expiresAt'],
+      properties: { type: { const: 'cert' }, cert: { type: 'string' }, chain: { type: 'array', items: { type: 'string' } }, expiresAt: { type: 'number' } },
+    },
+    { type: 'object', required: ['type', 'code', 'message'], properties: { type: { const: 'error' }, code: { type: 'string' }, message: { type: 'string' } } },
+    {
+      type: 'object', required: ['type', 'accepted', 'rejected'],
+      properties: { type: { const: 'telemetryAck' }, accepted: { type: 'integer' }, rejected: { type: 'integer' } },
+    },
+  ],
+};
+
+// The manager is strict about what sidecars send (additionalProperties: false); sidecars accept
+// unknown fields from a newer manager, so the two can be upgraded in either order.
+const ajv = new Ajv({ allErrors: false, strict: false });
+const validateSidecar: ValidateFunction = ajv.compile(sidecarSchema);
+const validateManager: ValidateFunction = ajv.compile(managerSchema);
+
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+function parseFrame(data: string | Buffer, validate: ValidateFunction, side: string): unknown {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
+  } catch {
+    throw new ProtocolError(`${side} frame is not JSON`);
+  }
+  if (!validate(msg)) {
+    const t = msg && typeof msg === 'object' ? (msg as { type?: unknown }).type : undefined;
+    const e = (validate.errors ?? []).find((x) => x.keyword !== 'oneOf' && x.keyword !== 'const') ?? validate.errors?.[0];
+    throw new ProtocolError(`invalid ${side} frame${typeof t === 'string' ? ` '${t.slice(0, 32)}'` : ''}: ${e ? `${e.instancePath || '/'} ${e.message}` : 'schema mismatch'}`);
+  }
+  return msg;
+}
+
+/** Parse and validate a frame received by the manager; throws ProtocolError. */
+export function parseSidecarMessage(data: string | Buffer): SidecarMessage {
+  return parseFrame(data, validateSidecar, 'sidecar') as SidecarMessage;
+}
+
+/** Parse and validate a frame received by a sidecar; throws ProtocolError. */
+export function parseManagerMessage(data: string | Buffer): ManagerMessage {
+  return parseFrame(data, validateManager, 'manager') as ManagerMessage;
+}
+
+export function encode(msg: SidecarMessage | ManagerMessage): string {
+  return JSON.stringify(msg);
+}
+
+// ---- enrollment (HTTPS, before the sidecar has a certificate) -------------------------------
+export interface EnrollRequest {
+  csr: string;
+  service: string;
+  instance: string;
+  version?: string;
+}
+export interface EnrollResponse {
+  spiffeId: string;
+  cert: string;
+  chain: string[];
+  trustBundle: string[];
+  expiresAt: number;
+}
+
+export const enrollRequestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['csr', 'service', 'instance'],
+  properties: { csr: { type: 'string', minLength: 1, maxLength: 16384 }, service: name, instance: name, version: { type: 'string', maxLength: 64 } },
+};
+const validateEnroll = ajv.compile(enrollRequestSchema);
+
+export function parseEnrollRequest(body: unknown): EnrollRequest {
+  if (!validateEnroll(body)) {
+    const e = validateEnroll.errors?.[0];
+    throw new ProtocolError(`invalid enrollment request: ${e ? `${e.instancePath || '/'} ${e.message}` : 'schema mismatch'}`);
+  }
+  return body as unknown as EnrollRequest;
+}
+
+/** Topics a sidecar receives: mesh-wide, its service, its instance (in merge order). */
+export function topicsFor(node: { service: string; instance: string }): string[] {
+  return ['mesh', `service/${node.service}`, `instance/${node.instance}`];
+}
