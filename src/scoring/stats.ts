@@ -246,3 +246,41 @@ export function sigmaToScore(k: number): number {
 export function clamp01(x: number): number {
   return x > 1 ? 1 : x > 0 ? x : 0;
 }
+
+/**
+ * Maximum over the last `size` values in O(1) amortised (monotonic deque over a fixed ring of
+ * indices), for "is this the highest point in a while?" peak tests.
+ */
+export class SlidingMax {
+  private readonly idx: Float64Array;
+  private readonly val: Float64Array;
+  private head = 0;
+  private len = 0;
+  private n = 0;
+
+  constructor(readonly size: number) {
+    if (!(size >= 1)) throw new RangeError(`window size must be >= 1, got ${size}`);
+    this.idx = new Float64Array(size + 1);
+    this.val = new Float64Array(size + 1);
+  }
+
+  /** Max of the values currently in the window (−Infinity when empty). */
+  get max(): number {
+    return this.len ? this.val[this.head]! : -Infinity;
+  }
+
+  push(x: number): void {
+    const cap = this.idx.length;
+    // Drop values that can never be the max again, then the one falling out of the window.
+    while (this.len && this.val[(this.head + this.len - 1) % cap]! <= x) this.len--;
+    const tail = (this.head + this.len) % cap;
+    this.idx[tail] = this.n;
+    this.val[tail] = x;
+    this.len++;
+    this.n++;
+    if (this.idx[this.head]! <= this.n - 1 - this.size) {
+      this.head = (this.head + 1) % cap;
+      this.len--;
+    }
+  }
+}

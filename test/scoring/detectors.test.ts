@@ -28,8 +28,9 @@ for (const name of Object.keys(seriesDetectors)) {
   });
 }
 
-// The score at which each detector's own alarm rule fires (CUSUM: S = h maps to 0.5).
-const alarmAt: Record<string, number> = { ewma: 0.9, cusum: 0.5, 'change-point': 0.9, ensemble: 0.9 };
+// The score at which each detector's own alarm rule fires (CUSUM: S = h and the ensemble's 5σ
+// map to 0.5).
+const alarmAt: Record<string, number> = { ewma: 0.9, cusum: 0.5, 'change-point': 0.9, ensemble: 0.5 };
 for (const name of Object.keys(alarmAt)) {
   test(`${name}: a level shift scores higher than the quiet stretch before it`, () => {
     const scores = runSeries(getSeriesDetector(name), shiftedSeries());
@@ -79,4 +80,27 @@ test('detectors explain their last score', () => {
   assert.ok(e.statistic > 10, `statistic ${e.statistic}`);
   assert.ok(Math.abs(e.baseline - 50) < 1);
   assert.ok(e.spread > 0);
+});
+
+test('ensemble: an ongoing shift is reported at its onset, not on every later sample', () => {
+  const scores = runSeries(getSeriesDetector('ensemble'), shiftedSeries());
+  const onset = max(scores, 1500, 1510);
+  assert.ok(max(scores, 1600, 1800) < onset / 2, 'later samples of the same incident are damped');
+});
+
+test('ensemble: time of day matters — a daytime-normal value at night is anomalous', () => {
+  const d = getSeriesDetector('ensemble');
+  const noise = gaussianSeries(288 * 8, 17, 0, 2);
+  const t0 = Date.UTC(2024, 0, 1);
+  let i = 0;
+  // Eight days of a daily cycle: 100 at midday, 20 at midnight, 5-minute samples.
+  for (; i < 288 * 7; i++) d.update(60 - 40 * Math.cos((2 * Math.PI * i) / 288) + noise[i]!, t0 + i * 300_000);
+  const day = (k: number) => 60 - 40 * Math.cos((2 * Math.PI * k) / 288);
+  // Continue normally until just before midnight, then serve the midday value at midnight.
+  const normal: number[] = [];
+  for (; i < 288 * 8 - 1; i++) normal.push(d.update(day(i) + noise[i]!, t0 + i * 300_000));
+  const odd = d.update(100, t0 + i * 300_000);
+  assert.ok(odd > 0.5, `midday value at midnight scores ${odd}`);
+  assert.ok(odd > Math.max(...normal), 'above every normal sample of the day');
+  assert.equal((d.explain!() as { component?: string }).component, 'seasonal');
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EwStats, P2Quantile, Welford, WindowStats, erfc, normalTail, sigmaToScore } from '../../src/scoring/stats.js';
+import { EwStats, P2Quantile, SlidingMax, Welford, WindowStats, erfc, normalTail, sigmaToScore } from '../../src/scoring/stats.js';
 import { mulberry32, seedFromString } from '../../src/scoring/prng.js';
 import { gaussianSeries } from './helpers.js';
 
@@ -65,4 +65,23 @@ test('mulberry32 is deterministic per seed and differs across seeds', () => {
   assert.ok(sa.every((x) => x >= 0 && x < 1));
   assert.equal(seedFromString('svc-a'), seedFromString('svc-a'));
   assert.notEqual(seedFromString('svc-a'), seedFromString('svc-b'));
+});
+
+test('SlidingMax tracks the maximum of the last N values', () => {
+  const m = new SlidingMax(3);
+  const xs = [5, 1, 2, 0, 0, 7, 3, 3, 1, 0];
+  const want = [5, 5, 5, 2, 2, 7, 7, 7, 3, 3];
+  xs.forEach((x, i) => {
+    m.push(x);
+    assert.equal(m.max, want[i], `after ${i}`);
+  });
+  const rng = mulberry32(5);
+  const big = new SlidingMax(50);
+  const hist: number[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const x = rng();
+    big.push(x);
+    hist.push(x);
+    assert.equal(big.max, Math.max(...hist.slice(-50)));
+  }
 });
