@@ -61,6 +61,8 @@ export interface CompiledAuthz {
   readonly other: DestinationEntry;
   readonly defaults: ResolvedDefaults;
   readonly policies: readonly CompiledPolicy[];
+  /** What any policy of the set reads (the filter gathers only these per request). */
+  readonly plan: KeyPlan;
   /** sha256 of the canonical documents: names the policy version in audit records. */
   readonly digest: string;
 }
@@ -164,6 +166,7 @@ export function compileAuthz(docs: readonly PolicyDocument[]): CompiledAuthz {
     other: entryOf(global),
     defaults: resolveDefaults(docs),
     policies,
+    plan: planOf(policies),
     digest: digestOf(docs.filter((d) => d.kind !== 'NetworkPolicy')),
   };
 }

@@ -64,8 +64,9 @@ export function flattenDocuments(docs: unknown[]): unknown[] {
 }
 
 /** Validate raw documents; fills defaults (action ALLOW) in place and returns them typed. */
-export function validatePolicyDocuments(file: string, docs: readonly unknown[]): PolicyDocument[] {
-  const many = docs.length > 1;
+export function validatePolicyDocuments(file: string, docs: readonly unknown[], opts: { indexed?: boolean } = {}): PolicyDocument[] {
+  // A list (a resource) always names the index; a file with one document does not.
+  const many = opts.indexed === true || docs.length > 1;
   const out: PolicyDocument[] = [];
   const seen = new Map<string, number>();
   let defaultsAt = -1;

@@ -4,6 +4,8 @@ import { requestIdFilter } from './request-id.js';
 import { accessLogFilter } from './access-log.js';
 import { metricsFilter } from './metrics.js';
 import { routerFilter } from './router.js';
+import { authorizationFilter } from './authorization.js';
+import { networkPolicyFilter } from './network-policy.js';
 
 /**
  * THE filter registry, in chain order. Add a filter with one import and one entry; the chain
@@ -15,6 +17,8 @@ export const FILTERS: readonly FilterFactory<any>[] = [
   requestIdFilter,
   accessLogFilter,
   metricsFilter,
+  authorizationFilter,
+  networkPolicyFilter,
   routerFilter,
 ];
 
