@@ -106,6 +106,9 @@ export class ZoneManager {
         if (item.score >= policy.enterScore) {
           const n = (this.streak.get(sk) ?? 0) + 1;
           this.streak.set(sk, n);
+          // Isolation is no fallback for a containment the blast-radius guard held back: that
+          // decision waits for an operator.
+          if (type === 'isolation' && this.held.has(`containment|${item.key}`)) continue;
           if (n >= policy.enterWindows) this.trigger(type, item, now);
         } else if (this.streak.delete(sk)) {
           this.held.delete(sk);
