@@ -199,13 +199,13 @@ test('sendWithRetries never resends a POST by default, nor a streamed body', asy
   const streamed = outcomes([{ kind: 'reset' }]);
   await sendWithRetries({ traffic, endpoints: eps, method: 'PUT', replayable: false, retry: new RetryPolicy({ attempts: 3 }), attempt: streamed.attempt });
   assert.equal(streamed.calls.length, 1);
-  // A connect failure sent nothing, so even a POST with a body may go elsewhere.
+  // A connect failure sent nothing, so even a (body-less) POST may go elsewhere.
   const refused = outcomes([{ kind: 'connect-failure' }, { kind: 'response', status: 201 }]);
   const r2 = await sendWithRetries({
     traffic,
     endpoints: eps,
     method: 'POST',
-    replayable: false,
+    replayable: true,
     retry: new RetryPolicy({ attempts: 1, backoff: { baseMs: 0 } }),
     attempt: refused.attempt,
   });

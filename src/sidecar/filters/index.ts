@@ -4,8 +4,11 @@ import { requestIdFilter } from './request-id.js';
 import { accessLogFilter } from './access-log.js';
 import { metricsFilter } from './metrics.js';
 import { routerFilter } from './router.js';
+import { principalFilter } from '../principal.js';
+import { rateLimitFilter } from './rate-limit.js';
 import { authorizationFilter } from './authorization.js';
 import { networkPolicyFilter } from './network-policy.js';
+import { routingFilter, principalsSchema } from '../routing/filter.js';
 
 /**
  * THE filter registry, in chain order. Add a filter with one import and one entry; the chain
@@ -17,8 +20,11 @@ export const FILTERS: readonly FilterFactory<any>[] = [
   requestIdFilter,
   accessLogFilter,
   metricsFilter,
+  principalFilter,
   authorizationFilter,
   networkPolicyFilter,
+  rateLimitFilter,
+  routingFilter,
   routerFilter,
 ];
 
@@ -26,4 +32,7 @@ export const FILTERS: readonly FilterFactory<any>[] = [
  * Dynamic resource keys consumed outside the filter chain (e.g. `trustBundle` by the TLS layer),
  * with their schemas. A key owned by no filter and absent here is a validation error.
  */
-export const EXTRA_RESOURCES: Record<string, Schema> = {};
+export const EXTRA_RESOURCES: Record<string, Schema> = {
+  // Principals flagged by the zone manager; read by the routing filter's adaptive detector.
+  principals: principalsSchema,
+};

@@ -110,12 +110,20 @@ class RateLimitFilter implements HttpFilter {
   private readonly keys: (string | undefined)[];
   private readonly verdicts: (GcraVerdict | undefined)[];
 
-  constructor(private readonly limits: CompiledLimit[], private readonly now: () => number) {
+  constructor(
+    private readonly limits: CompiledLimit[],
+    private readonly now: () => number,
+    private activate: (() => void) | undefined,
+  ) {
     this.keys = new Array(limits.length);
     this.verdicts = new Array(limits.length);
   }
 
   onRequest(ctx: RequestContext): LocalReply | undefined {
+    if (this.activate !== undefined) {
+      this.activate();
+      this.activate = undefined;
+    }
     const now = this.now();
     const limits = this.limits;
     const q: { cache?: QueryCache } = {};
@@ -191,10 +199,7 @@ export function compileRateLimits(config: RateLimitsResource | undefined, env: C
     seen.add(l.name);
     const params = { requests: l.requests, periodMs: l.periodMs ?? PER_MS[l.per ?? 'second'], burst: l.burst, maxKeys: l.maxKeys };
     let store = state.stores.get(l.name);
-    if (!store || !store.sameAs(params)) {
-      store = new GcraStore(params);
-      state.stores.set(l.name, store);
-    }
+    if (!store || !store.sameAs(params)) store = new GcraStore(params);
     const shadow = l.shadow ?? false;
     return {
       name: l.name,
@@ -207,8 +212,13 @@ export function compileRateLimits(config: RateLimitsResource | undefined, env: C
       limited: decisions.labels(l.name, 'limited', String(shadow)),
     };
   });
-  for (const name of [...state.stores.keys()]) if (!seen.has(name)) state.stores.delete(name);
-  return new RateLimitFilter(compiled, opts.now ?? Date.now);
+  // The shared store table changes when this version serves its first request, not at compile:
+  // a version that fails to compile must leave the running one's buckets alone.
+  const activate = () => {
+    state.stores.clear();
+    for (const l of compiled) state.stores.set(l.name, l.store);
+  };
+  return new RateLimitFilter(compiled, opts.now ?? Date.now, activate);
 }
 
 export const rateLimitFilter: FilterFactory<RateLimitsResource | undefined> = {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CompileEnv, FilterFactory, HttpFilter, RequestContext } from '../filter.js';
 import { PrincipalDetector, detectorSchema, type DetectorConfig, type RemoteFlag } from './adaptive.js';
-import { counter, gauge, instanceState, peekState } from './instance-state.js';
+import { counter, gauge, instanceState } from './instance-state.js';
 import { QueryCache, rawHeader } from './match.js';
 import { RouteTable, cookieValue, routeRuleSchema, type CompiledRoute, type RouteRuleConfig } from './table.js';
 import { DestinationPolicies, destinationPolicySchema } from '../upstream/destination-policy.js';
@@ -123,9 +123,14 @@ class RoutingFilter implements HttpFilter {
     private readonly detector: PrincipalDetector | undefined,
     private readonly rerouted: { inc(): void },
     private readonly now: () => number,
+    private activate: (() => void) | undefined,
   ) {}
 
   onRequest(ctx: RequestContext): undefined {
+    if (this.activate !== undefined) {
+      this.activate();
+      this.activate = undefined;
+    }
     let flagged = false;
     const principal = ctx.principal;
     if (this.detector !== undefined && principal !== undefined) {
@@ -171,7 +176,11 @@ export function compileRouting(config: RoutesResource | undefined, env: CompileE
   const remote = parsePrincipals(env.resources?.principals as PrincipalsResource | undefined);
   const policies = new DestinationPolicies(env.metrics, env.direction);
   policies.configure(res.destinations);
-  instanceState(env.metrics, `destination-policies:${env.direction}`, () => ({ current: policies })).current = policies;
+  // The router of the same chain finds this version's policies by the chain's connector, which is
+  // created per listener and version; only when the resilient path is needed at all.
+  if (res.destinations !== undefined || (res.rules ?? []).some((r) => r.retries !== undefined || r.timeoutMs !== undefined || r.affinity !== undefined)) {
+    policiesByChain.set(env.connector, policies);
+  }
 
   const enabled = res.detector?.enabled ?? true;
   // The detector only matters where a rule says where suspicious principals go.
@@ -179,26 +188,33 @@ export function compileRouting(config: RoutesResource | undefined, env: CompileE
   let detector: PrincipalDetector | undefined;
   if (useDetector) {
     detector = detectorFor(env.metrics);
-    detector.reconfigure(res.detector ?? {});
-    detector.setRemote(remote);
     const flaggedTotal = counter(env.metrics, 'etz_principals_flagged_total', 'End-user principals flagged suspicious by the local detector.', []);
     detector.onFlag ??= (principal, until) => {
       flaggedTotal.inc();
       env.logger.warn({ principal, until: new Date(until).toISOString() }, 'principal flagged suspicious: rerouting');
     };
-    const d = detector;
+    const det = detector;
     gauge(env.metrics, 'etz_principals_flagged', 'End-user principals currently flagged (local detector and zone manager).', [], function collect() {
-      this.set(d.flagged(Date.now()).length);
+      this.set(det.flagged(Date.now()).length);
     });
   }
   if (table.size === 0) return null;
   const reroutes = counter(env.metrics, 'etz_route_rerouted_total', 'Requests of flagged principals sent to a route\'s suspicious destination.', ['direction']).labels(env.direction);
-  return new RoutingFilter(table, detector, reroutes, opts.now ?? Date.now);
+  const d = detector;
+  // Shared detector settings change when this version serves its first request, never at compile:
+  // a version that fails to compile (a later filter refuses it) must leave them as they were.
+  const activate = d === undefined ? undefined : () => {
+    d.reconfigure(res.detector ?? {});
+    d.setRemote(remote);
+  };
+  return new RoutingFilter(table, detector, reroutes, opts.now ?? Date.now, activate);
 }
 
-/** Destination policies the router uses for this listener (the latest version's). */
-export function destinationPolicies(owner: object, direction: string): DestinationPolicies | undefined {
-  return peekState<{ current: DestinationPolicies }>(owner, `destination-policies:${direction}`)?.current;
+const policiesByChain = new WeakMap<object, DestinationPolicies>();
+
+/** Destination policies for the router of the chain being compiled; undefined when none apply. */
+export function destinationPolicies(env: CompileEnv): DestinationPolicies | undefined {
+  return policiesByChain.get(env.connector);
 }
 
 export const routingFilter: FilterFactory<RoutesResource | undefined> = {

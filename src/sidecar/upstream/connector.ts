@@ -49,12 +49,22 @@ export class UpstreamConnector {
     this.#pools = previous && previous.#key === this.#key ? previous.#pools : new Map();
   }
 
+  /**
+   * Per-destination pool limits (circuit breaking: max connections, max requests per connection),
+   * set by the router when routes configure them. A pool is keyed by its limits too, so a changed
+   * limit gets a fresh pool.
+   */
+  poolLimits: ((cluster: string) => { connections?: number; maxRequestsPerClient?: number } | undefined) | undefined = undefined;
+
   dispatcher(ep: Endpoint, cluster: Cluster): Dispatcher {
-    const hit = this.#pools.get(ep.key);
+    const limits = this.poolLimits?.(cluster.name);
+    const key = limits === undefined ? ep.key : `${ep.key}|${limits.connections ?? ''}|${limits.maxRequestsPerClient ?? ''}`;
+    const hit = this.#pools.get(key);
     if (hit !== undefined) return hit.pool;
     const o = this.options;
     const pool = new Pool(`${this.transport.protocol}//${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`, {
-      connections: o.connections,
+      connections: limits?.connections ?? o.connections,
+      ...(limits?.maxRequestsPerClient ? { maxRequestsPerClient: limits.maxRequestsPerClient } : {}),
       pipelining: 1,
       keepAliveTimeout: o.keepAliveMs,
       keepAliveMaxTimeout: Math.max(o.keepAliveMs, 600_000),
@@ -66,7 +76,7 @@ export class UpstreamConnector {
     pool.on('connectionError', () => {
       /* reported per request through the dispatch handler */
     });
-    this.#pools.set(ep.key, { pool, cluster: cluster.name });
+    this.#pools.set(key, { pool, cluster: cluster.name });
     return pool;
   }
 

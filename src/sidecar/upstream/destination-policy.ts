@@ -39,6 +39,7 @@ export interface UpstreamMetrics extends SendObserver {
 export class DestinationPolicies {
   private readonly entries: Map<string, Entry>;
   private configs: Readonly<Record<string, DestinationPolicyConfig>> = {};
+  private readonly sigs = new Map<string, string>();
   readonly metrics: UpstreamMetrics;
 
   constructor(registry: Registry, direction: string) {
@@ -46,20 +47,28 @@ export class DestinationPolicies {
     this.metrics = upstreamMetrics(registry, this.entries);
   }
 
-  /** Adopt a new version's policies; unchanged destinations keep their state. */
+  /**
+   * This version's policies. Nothing shared changes here (a version that fails to compile must
+   * leave the running one untouched); `get` swaps a destination's state the first time this
+   * version uses a changed policy.
+   */
   configure(configs: Readonly<Record<string, DestinationPolicyConfig>> | undefined): void {
     this.configs = configs ?? {};
-    for (const [svc, e] of this.entries) {
-      if (e.sig !== JSON.stringify(this.configs[svc] ?? {})) this.entries.delete(svc);
-    }
+    this.sigs.clear();
+    for (const [svc, cfg] of Object.entries(this.configs)) this.sigs.set(svc, JSON.stringify(cfg));
+  }
+
+  /** Whether `service` has a policy of its own in this version. */
+  has(service: string): boolean {
+    return Object.prototype.hasOwnProperty.call(this.configs, service);
   }
 
   /** The traffic state of `service` (created on first use with its policy or the defaults). */
   get<E extends BalancedEndpoint>(service: string): DestinationTraffic<E> {
     let e = this.entries.get(service);
-    if (!e) {
-      const cfg = this.configs[service] ?? {};
-      e = { sig: JSON.stringify(cfg), traffic: createDestinationTraffic(service, cfg) };
+    const sig = this.sigs.get(service) ?? '{}';
+    if (!e || e.sig !== sig) {
+      e = { sig, traffic: createDestinationTraffic(service, this.configs[service] ?? {}) };
       this.entries.set(service, e);
       this.metrics.watch(e.traffic);
     }
@@ -67,9 +76,9 @@ export class DestinationPolicies {
   }
 
   /** maxRequestsPerConnection / maxConnections for the connection pool of `service`. */
-  poolOptions(service: string): { connections?: number; maxRequestsPerClient?: number } {
+  poolOptions(service: string): { connections?: number; maxRequestsPerClient?: number } | undefined {
     const p = this.configs[service]?.pool;
-    if (!p) return {};
+    if (!p || (!p.maxConnections && !p.maxRequestsPerConnection)) return undefined;
     return {
       ...(p.maxConnections ? { connections: p.maxConnections } : {}),
       ...(p.maxRequestsPerConnection ? { maxRequestsPerClient: p.maxRequestsPerConnection } : {}),

@@ -20,7 +20,7 @@ export interface ForwardOptions {
 }
 
 /** Counts a chunked body and fails it at the limit (Content-Length bodies never need this). */
-class BodyLimit extends Transform {
+export class BodyLimit extends Transform {
   #left: number;
   constructor(limit: number) {
     super();
@@ -33,7 +33,7 @@ class BodyLimit extends Transform {
   }
 }
 
-function onRequestTimeout(ctx: Ctx): void {
+export function onRequestTimeout(ctx: Ctx): void {
   ctx.timer = null;
   if (ctx.done) return;
   const err = new EtzError('ETZ_ERR_UPSTREAM_TIMEOUT', 'request timeout');

@@ -56,7 +56,10 @@ export interface SendOptions<E extends BalancedEndpoint, R> {
   traffic: DestinationTraffic<E>;
   endpoints: readonly E[];
   method: string;
-  /** False when the request body was streamed and cannot be sent again. */
+  /**
+   * False when the request body is streamed from the client and cannot be sent again: then no
+   * try is repeated, not even after a connect failure (the stream may already be consumed).
+   */
   replayable: boolean;
   retry?: RetryPolicy;
   hashKey?: string;
@@ -125,7 +128,7 @@ export async function sendWithRetries<E extends BalancedEndpoint, R>(o: SendOpti
         n < maxTries &&
         o.retry !== undefined &&
         !(o.aborted?.() ?? false) &&
-        (o.replayable || result.outcome.kind === 'connect-failure') &&
+        o.replayable &&
         o.retry.retriable(o.method, result.outcome);
       let again = false;
       if (wantRetry) {
