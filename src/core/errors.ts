@@ -37,6 +37,7 @@ export const ERRORS = {
   ETZ_ERR_UPSTREAM_TLS: { status: 503, summary: 'The mTLS handshake with the upstream sidecar failed (untrusted, expired, wrong SPIFFE ID); never retried in plaintext.' },
   ETZ_ERR_MTLS_REQUIRED: { status: 400, summary: 'Plaintext arrived on an inbound port whose mode is STRICT mTLS.' },
   ETZ_ERR_CERT_RENEWAL: { status: 0, summary: 'Renewing the workload certificate failed; the current one stays in force and renewal is retried.' },
+  ETZ_ERR_TLS_REFUSED: { status: 0, summary: 'An inbound TLS connection was refused (no or untrusted client certificate, bad SPIFFE ID, old TLS version); logged with the reason.' },
 
   // -- transparent interception (etz iptables) --------------------------------------------
   ETZ_ERR_IPTABLES_MISSING: { status: 0, summary: 'The iptables (or ip6tables) command is not installed or not on PATH.' },

@@ -1,0 +1,176 @@
+import type { Server as HttpServer } from 'node:http';
+import type { Socket } from 'node:net';
+import { Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { Logger } from '../../core/logger.js';
+import { nullLogger } from '../../core/logger.js';
+import type { Registry } from '../../core/metrics.js';
+import { identityMetrics } from '../../identity/metrics.js';
+import { peerIdentityFromCert } from '../../identity/verify.js';
+import type { PeerIdentity } from '../filter.js';
+import { localReply, sendRawLocalReply } from '../local-reply.js';
+import { createServerTlsOptions, type InboundMode } from './options.js';
+import type { WorkloadIdentity } from './workload-identity.js';
+
+/**
+ * The inbound mTLS guard, placed in front of an http.Server. Every accepted socket is sniffed
+ * (first byte 0x16 = TLS handshake record); TLS goes through a tls.Server whose verdict is taken
+ * here after the handshake, plaintext is served (PERMISSIVE) or answered 400 (STRICT). Only
+ * sockets that pass are handed to the HTTP server, as its 'connection' event, so the listener and
+ * the HTTP parser never see an unauthenticated TLS peer. Peer identities are recorded per socket
+ * for the identity filter.
+ */
+
+export interface InboundMtlsOptions {
+  mode: InboundMode;
+  identity: WorkloadIdentity;
+  /** Trust domains whose SPIFFE IDs are accepted; default: the workload's own. */
+  trustDomains?: readonly string[];
+  metrics?: Registry;
+  logger?: Logger;
+}
+
+export type RefusalReason =
+  | 'no_client_cert' | 'expired' | 'not_yet_valid' | 'untrusted' | 'bad_identity' | 'foreign_trust_domain'
+  | 'protocol_version' | 'no_shared_cipher' | 'plaintext' | 'handshake_timeout' | 'handshake_error';
+
+const peers = new WeakMap<Socket, PeerIdentity>();
+
+/** The verified identity of the mTLS peer on this socket, if any. */
+export function peerOfSocket(socket: Socket): PeerIdentity | undefined {
+  return peers.get(socket);
+}
+
+const kPassed = Symbol('etz.mtls.passed');
+type Marked = Socket & { [kPassed]?: true };
+
+export interface InboundMtlsHandle {
+  readonly mode: InboundMode;
+  readonly tlsServer: TlsServer | null;
+  /** Detach from the identity's rotations and drop pending handshakes. */
+  close(): void;
+}
+
+function verdictOf(authError: string | Error | null): RefusalReason {
+  const code = typeof authError === 'string' ? authError : (authError as { code?: string } | null)?.code ?? '';
+  if (code === 'CERT_HAS_EXPIRED') return 'expired';
+  if (code === 'CERT_NOT_YET_VALID') return 'not_yet_valid';
+  return 'untrusted';
+}
+
+function handshakeReason(err: Error & { code?: string }): RefusalReason {
+  const c = err.code ?? '';
+  const m = err.message ?? '';
+  if (c === 'ERR_SSL_UNSUPPORTED_PROTOCOL' || c === 'ERR_SSL_NO_PROTOCOLS_AVAILABLE' || /unsupported protocol|wrong version number|version too low/i.test(m)) return 'protocol_version';
+  if (c === 'ERR_SSL_NO_SHARED_CIPHER' || /no shared cipher/i.test(m)) return 'no_shared_cipher';
+  if (c === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'handshake_timeout';
+  if (c === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return 'no_client_cert';
+  if (c === 'ERR_SSL_HTTP_REQUEST') return 'plaintext';
+  return 'handshake_error';
+}
+
+/** Installs the guard on `server` (call before it listens). DISABLE installs nothing. */
+export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions): InboundMtlsHandle {
+  const { mode, identity } = opts;
+  if (mode === 'DISABLE') return { mode, tlsServer: null, close() {} };
+  const logger = opts.logger ?? nullLogger;
+  const failures = opts.metrics ? identityMetrics(opts.metrics).handshakeFailures : undefined;
+  const domains = new Set(opts.trustDomains ?? [identity.spiffeId.slice('spiffe://'.length).split('/')[0]!]);
+  const timeoutMs = identity.settings.handshakeTimeoutMs;
+  const pending = new Set<Socket>();
+
+  const tlsServer = new TlsServer(createServerTlsOptions(identity.current, mode, identity.settings));
+  const onRotate = (): void => {
+    // New handshakes use the new certificate and bundle; established sessions are untouched.
+    tlsServer.setSecureContext(createServerTlsOptions(identity.current, mode, identity.settings));
+  };
+  identity.on('rotate', onRotate);
+
+  const refuse = (socket: Socket, reason: RefusalReason, detail: string): void => {
+    failures?.inc({ direction: 'inbound', reason });
+    logger.warn({ code: 'ETZ_ERR_TLS_REFUSED', reason, remote: socket.remoteAddress, detail }, 'inbound mTLS connection refused');
+    socket.destroy();
+  };
+
+  const emit = server.emit as unknown as (this: HttpServer, event: string | symbol, ...args: unknown[]) => boolean;
+  const pass = (socket: Socket): void => {
+    (socket as Marked)[kPassed] = true;
+    emit.call(server, 'connection', socket);
+  };
+
+  tlsServer.on('secureConnection', (tls: TLSSocket) => {
+    pending.delete(tls);
+    const peerCert = tls.getPeerCertificate();
+    if (!peerCert || Object.keys(peerCert).length === 0) return refuse(tls, 'no_client_cert', 'no client certificate presented');
+    if (!tls.authorized) return refuse(tls, verdictOf(tls.authorizationError), String(tls.authorizationError));
+    let peer: PeerIdentity;
+    try {
+      peer = peerIdentityFromCert(peerCert);
+    } catch (err) {
+      return refuse(tls, 'bad_identity', (err as Error).message);
+    }
+    if (!domains.has(peer.trustDomain)) return refuse(tls, 'foreign_trust_domain', peer.spiffeId);
+    peers.set(tls, peer);
+    pass(tls);
+  });
+  tlsServer.on('tlsClientError', (err: Error, tls: TLSSocket) => {
+    pending.delete(tls);
+    refuse(tls, handshakeReason(err), err.message);
+  });
+
+  const route = (raw: Socket, first: number): void => {
+    if (first === 0x16) {
+      pending.add(raw);
+      tlsServer.emit('connection', raw);
+    } else if (mode === 'PERMISSIVE') {
+      pass(raw);
+    } else {
+      failures?.inc({ direction: 'inbound', reason: 'plaintext' });
+      logger.warn({ code: 'ETZ_ERR_MTLS_REQUIRED', reason: 'plaintext', remote: raw.remoteAddress }, 'inbound mTLS connection refused');
+      sendRawLocalReply(raw, localReply('ETZ_ERR_MTLS_REQUIRED', 'this port requires mutual TLS (STRICT)'));
+    }
+  };
+
+  const sniff = (raw: Socket): void => {
+    pending.add(raw);
+    const timer = setTimeout(() => {
+      cleanup();
+      refuse(raw, 'handshake_timeout', 'no bytes before the handshake timeout');
+    }, timeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      pending.delete(raw);
+      raw.off('readable', onReadable);
+      raw.off('close', cleanup);
+      raw.off('error', cleanup);
+    };
+    const onReadable = (): void => {
+      const chunk = raw.read() as Buffer | null;
+      if (chunk === null || chunk.length === 0) return;
+      cleanup();
+      raw.unshift(chunk);
+      route(raw, chunk[0]!);
+    };
+    raw.on('readable', onReadable);
+    raw.once('close', cleanup);
+    raw.once('error', cleanup);
+  };
+
+  // Intercept the server's own 'connection' event: raw sockets are sniffed first and re-emitted
+  // (as TLSSocket or plain socket) only once they passed, so every other listener sees vetted
+  // connections only.
+  server.emit = function (this: HttpServer, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'connection' && !(args[0] as Marked)[kPassed]) {
+      sniff(args[0] as Socket);
+      return true;
+    }
+    return emit.call(this, event, ...args);
+  } as typeof server.emit;
+
+  const close = (): void => {
+    identity.off('rotate', onRotate);
+    for (const s of pending) s.destroy();
+    pending.clear();
+  };
+  server.once('close', close);
+  return { mode, tlsServer, close };
+}
