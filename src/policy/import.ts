@@ -153,9 +153,10 @@ function importIstio(doc: Obj, opts: ImportOptions): AuthorizationPolicy {
   if (typeof md.name !== 'string') throw new Refusal('/metadata/name', 'is required');
   const ns = typeof md.namespace === 'string' ? md.namespace : undefined;
   const spec = obj(doc.spec ?? {}, '/spec');
-  only(spec, ['selector', 'action', 'rules'], '/spec', 'etz cannot map this field (targetRef(s) and provider are not supported)');
   const action = spec.action ?? 'ALLOW';
+  // The action first: CUSTOM is the root cause when it comes with its provider.
   if (action === 'CUSTOM') throw new Refusal('/spec/action', 'CUSTOM (external authorizer) has no etz equivalent');
+  only(spec, ['selector', 'action', 'rules'], '/spec', 'etz cannot map this field (targetRef(s) and provider are not supported)');
   if (action !== 'ALLOW' && action !== 'DENY' && action !== 'AUDIT') throw new Refusal('/spec/action', 'must be ALLOW, DENY or AUDIT');
   const selector: Selector = spec.selector !== undefined ? labelSelector(spec.selector, '/spec/selector') : {};
   // Istio: a policy in the root namespace is mesh-wide; elsewhere it covers its namespace.

@@ -12,5 +12,6 @@ registerCommand('status', 'Show the zone manager, its sidecars and rollout state
 registerCommand('zones', 'List, create, dissolve or pin trust zones', () => import('./zones.js'));
 registerCommand('audit', 'Show the zone manager audit log', () => import('./audit.js'));
 registerCommand('token', 'Create, list or revoke sidecar bootstrap tokens', () => import('./token.js'));
+registerCommand('policy', 'Lint, check (explain) and import authorization and network policies', () => import('./policy.js'));
 
 void registerCommand;

@@ -1,0 +1,163 @@
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { stringify } from 'yaml';
+import type { Command } from '../run.js';
+import { parseCommandArgs } from '../run.js';
+import { ConfigError, UsageError } from '../../core/errors.js';
+import { loadPolicyFiles, parsePolicyText } from '../../policy/load.js';
+import { lintPolicies, formatFindings } from '../../policy/lint.js';
+import { AuthorizationEngine } from '../../policy/engine.js';
+import { explanationJson, formatExplanation } from '../../policy/explain.js';
+import { importPolicies } from '../../policy/import.js';
+import type { PolicyDocument, PolicyRequest } from '../../policy/types.js';
+
+const USAGE = `Usage: etz policy lint FILE… [--json]
+       etz policy check -f FILE… --to SERVICE [--from SPIFFE_ID] [--principal USER] [--method M]
+                        [--path P] [--port N] [--host H] [--ip ADDR] [--version V] [--namespace NS]
+                        [--header NAME=VALUE]… [--source-zone Z]… [--dest-zone Z]… [--json]
+       etz policy import FILE… [-o OUT] [--root-namespace NS]
+
+lint    validate policy files and report conflicts: duplicate rules, rules shadowed by a broader
+        rule, ALLOW rules a DENY fully covers, contradictory rules for one selector.
+        Exit 0 when clean, 1 with conflicts, 2 when a file is invalid.
+check   evaluate one request against the policies and explain the decision: the deciding policy
+        and rule, and for every other rule the field that did not match.
+        Exit 0 when allowed, 1 when denied.
+import  convert Istio AuthorizationPolicy (security.istio.io/v1) and Kubernetes NetworkPolicy
+        (networking.k8s.io/v1) documents to etz policies (YAML on stdout, or -o FILE). Anything
+        that cannot be mapped is refused with the field named (exit 2).`;
+
+type Sub = (argv: string[]) => Promise<number>;
+
+function many(v: unknown): string[] {
+  return (v as string[] | undefined) ?? [];
+}
+
+const lint: Sub = async (argv) => {
+  const parsed = parseCommandArgs(argv, { json: { type: 'boolean' } }, USAGE, true);
+  if (parsed === null) return 0;
+  if (parsed.positionals.length === 0) throw new UsageError('lint needs at least one FILE');
+  const docs = await loadPolicyFiles(parsed.positionals);
+  const findings = lintPolicies(docs);
+  if (parsed.values.json) process.stdout.write(`${JSON.stringify({ documents: docs.length, conflicts: findings }, null, 2)}\n`);
+  else process.stdout.write(`${docs.length} document${docs.length === 1 ? '' : 's'}: ${formatFindings(findings)}`);
+  return findings.length ? 1 : 0;
+};
+
+function parseHeaders(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const h of list) {
+    const eq = h.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--header wants NAME=VALUE, got '${h}'`);
+    out[h.slice(0, eq).trim().toLowerCase()] = h.slice(eq + 1);
+  }
+  return out;
+}
+
+const check: Sub = async (argv) => {
+  const parsed = parseCommandArgs(
+    argv,
+    {
+      file: { type: 'string', short: 'f', multiple: true },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      principal: { type: 'string' },
+      method: { type: 'string', short: 'X' },
+      path: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      ip: { type: 'string' },
+      version: { type: 'string' },
+      namespace: { type: 'string' },
+      header: { type: 'string', short: 'H', multiple: true },
+      'source-zone': { type: 'string', multiple: true },
+      'dest-zone': { type: 'string', multiple: true },
+      json: { type: 'boolean' },
+    },
+    USAGE,
+    true,
+  );
+  if (parsed === null) return 0;
+  const v = parsed.values;
+  const files = [...many(v.file), ...parsed.positionals];
+  if (files.length === 0) throw new UsageError('check needs the policies: -f FILE');
+  if (!v.to) throw new UsageError('check needs --to SERVICE');
+  if (v.from !== undefined && !v.from.startsWith('spiffe://')) throw new UsageError(`--from wants a SPIFFE ID (spiffe://…), got '${v.from}'`);
+  let port: number | undefined;
+  if (v.port !== undefined) {
+    port = Number(v.port);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port wants 1-65535, got '${v.port}'`);
+  }
+  const docs = await loadPolicyFiles(files);
+  const r: PolicyRequest = {
+    destService: v.to,
+    method: (v.method ?? 'GET').toUpperCase(),
+    path: v.path ?? '/',
+    host: (v.host ?? v.to).toLowerCase(),
+    headers: parseHeaders(many(v.header)),
+    ...(v.from !== undefined ? { sourcePrincipal: v.from } : {}),
+    ...(v.principal !== undefined ? { requestPrincipal: v.principal } : {}),
+    ...(port !== undefined ? { port } : {}),
+    ...(v.ip !== undefined ? { sourceIp: v.ip } : {}),
+    ...(v.version !== undefined ? { destVersion: v.version } : {}),
+    ...(v.namespace !== undefined ? { destNamespace: v.namespace } : {}),
+    ...(v['source-zone'] ? { sourceZones: v['source-zone'] } : {}),
+    ...(v['dest-zone'] ? { destZones: v['dest-zone'] } : {}),
+  };
+  const e = new AuthorizationEngine(docs, { cacheMax: 0 }).explain(r);
+  if (v.json) process.stdout.write(`${JSON.stringify(explanationJson(r, e), null, 2)}\n`);
+  else process.stdout.write(formatExplanation(r, e));
+  return e.decision.allowed ? 0 : 1;
+};
+
+const importCmd: Sub = async (argv) => {
+  const parsed = parseCommandArgs(argv, { output: { type: 'string', short: 'o' }, 'root-namespace': { type: 'string' } }, USAGE, true);
+  if (parsed === null) return 0;
+  if (parsed.positionals.length === 0) throw new UsageError('import needs at least one FILE');
+  const out: PolicyDocument[] = [];
+  for (const file of parsed.positionals) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(file, '/', `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'ETZ_ERR_CONFIG_READ');
+    }
+    const rootNamespace = parsed.values['root-namespace'];
+    out.push(...importPolicies(file, parsePolicyText(file, text), rootNamespace ? { rootNamespace } : {}));
+  }
+  const yaml = out.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+  const dest = parsed.values.output;
+  if (dest) {
+    // Whole file or nothing: an import that fails half-way must not leave a partial policy file.
+    const tmp = `${dest}.tmp-${process.pid}`;
+    await writeFile(tmp, yaml, { mode: 0o644 });
+    await rename(tmp, dest);
+    process.stderr.write(`etz: wrote ${out.length} polic${out.length === 1 ? 'y' : 'ies'} to ${dest}\n`);
+  } else process.stdout.write(yaml);
+  return 0;
+};
+
+/** Subcommands; `apply` (through the manager's API) is registered by the manager's CLI module. */
+export const SUBCOMMANDS: Record<string, Sub> = { lint, check, import: importCmd };
+
+export const command: Command = {
+  summary: 'Lint, check (explain) and import authorization and network policies',
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+      process.stdout.write(`${USAGE}\n`);
+      return sub === undefined ? 2 : 0;
+    }
+    const run = SUBCOMMANDS[sub];
+    if (!run) throw new UsageError(`unknown policy subcommand '${sub}' (known: ${Object.keys(SUBCOMMANDS).join(', ')})`);
+    try {
+      return await run(rest);
+    } catch (err) {
+      // An importer refusal is bad input like an invalid file: exit 2 with file, field and reason.
+      if (err instanceof ConfigError && err.code === 'ETZ_ERR_POLICY_IMPORT') {
+        process.stderr.write(`etz: cannot import: ${err.message} [${err.code}]\n`);
+        return 2;
+      }
+      throw err;
+    }
+  },
+};
