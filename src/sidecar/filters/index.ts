@@ -8,6 +8,7 @@ import { principalFilter } from '../principal.js';
 import { rateLimitFilter } from './rate-limit.js';
 import { authorizationFilter } from './authorization.js';
 import { networkPolicyFilter } from './network-policy.js';
+import { zoneRulesFilter } from './zone-rules.js';
 import { routingFilter, principalsSchema } from '../routing/filter.js';
 
 /**
@@ -21,6 +22,7 @@ export const FILTERS: readonly FilterFactory<any>[] = [
   accessLogFilter,
   metricsFilter,
   principalFilter,
+  zoneRulesFilter,
   authorizationFilter,
   networkPolicyFilter,
   rateLimitFilter,
