@@ -152,14 +152,14 @@ export function runChain(ctx: Ctx, start = 0): void {
   }
 }
 
-export function replyLocal(ctx: Ctx, reply: LocalReply): void {
+export function replyLocal(ctx: Ctx, reply: LocalReply, close = false): void {
   if (ctx.decision === 'allow') {
     if (reply.status === 403) ctx.decision = 'deny';
     else if (reply.status === 429) ctx.decision = 'ratelimited';
   }
   // An unread request body leaves the connection in an unknown state; close it rather than reuse.
   const bodyPending = ctx.bodyLength !== 0 && !ctx.req.complete;
-  sendLocalReply(ctx.res, reply, ctx.chain.shared.localReplies, bodyPending);
+  sendLocalReply(ctx.res, reply, ctx.chain.shared.localReplies, close || bodyPending);
 }
 
 export function replyError(ctx: Ctx, err: unknown): void {
@@ -177,8 +177,9 @@ export function finishRequest(ctx: Ctx): void {
     ctx.timer = null;
   }
   const res = ctx.res;
-  // A response that did not finish means the client went away: stop the upstream exchange too.
-  if (!res.writableFinished && ctx.abortUpstream !== null) {
+  // The upstream exchange is still running although the downstream side is over (the client went
+  // away, or its request broke mid-body): stop it, so no upstream socket is left behind.
+  if (ctx.abortUpstream !== null) {
     const abort = ctx.abortUpstream;
     ctx.abortUpstream = null;
     abort(new EtzError('ETZ_ERR_UPSTREAM_RESET', 'downstream closed'));

@@ -27,8 +27,9 @@ export class LiveConnection implements ConnectionInfo {
 
 export const kConn = Symbol('etz.connection');
 
-export function connectionOf(socket: Socket): LiveConnection | undefined {
-  return (socket as Socket & { [kConn]?: LiveConnection })[kConn];
+export function connectionOf(socket: Socket | null | undefined): LiveConnection | undefined {
+  // IncomingMessage drops its socket reference once the connection is gone.
+  return socket == null ? undefined : (socket as Socket & { [kConn]?: LiveConnection })[kConn];
 }
 
 export function attachConnection(socket: Socket, conn: LiveConnection): void {

@@ -168,7 +168,7 @@ export class HttpListener {
 
   #admit(ctx: Ctx): void {
     if (ctx.req.rawHeaders.length > this.#maxHeaderFields) {
-      replyLocal(ctx, localReply('ETZ_ERR_HEADERS_TOO_LARGE', 'too many request headers'));
+      replyLocal(ctx, localReply('ETZ_ERR_HEADERS_TOO_LARGE', 'too many request headers'), true);
       return;
     }
     if (this.#maxBodyBytes > 0 && ctx.bodyLength > this.#maxBodyBytes) {
@@ -225,7 +225,14 @@ export class HttpListener {
     const counter = this.#chain.shared.localReplies;
     const res = s._httpMessage;
     if (res instanceof ServerResponse) {
-      // The head parsed and a request is in progress; its body was malformed.
+      // The head parsed and a request is in progress; its body was malformed or cut short. The
+      // upstream must not keep waiting for the rest of it.
+      const ctx = (res as CtxResponse)[kCtx];
+      if (ctx !== undefined && ctx.abortUpstream !== null) {
+        const abort = ctx.abortUpstream;
+        ctx.abortUpstream = null;
+        abort(err);
+      }
       if (!res.headersSent) sendLocalReply(res, reply, counter, true);
       else s.destroy();
       return;

@@ -20,7 +20,7 @@ export interface ForwardOptions {
 }
 
 /** Counts a chunked body and fails it at the limit (Content-Length bodies never need this). */
-export class BodyLimit extends Transform {
+class BodyLimit extends Transform {
   #left: number;
   constructor(limit: number) {
     super();
@@ -55,16 +55,20 @@ export function forward(ctx: Ctx, dispatcher: Dispatcher, proto: string, opts: F
   send(ctx, dispatcher, proto, null);
 }
 
-function dispatchDeferred(ctx: Ctx, dispatcher: Dispatcher, proto: string, opts: ForwardOptions): void {
-  if (ctx.done || ctx.res.headersSent || ctx.req.destroyed) return;
-  let body: NodeJS.ReadableStream = ctx.req;
+/** The body stream to send upstream: the request itself, through the limit when chunked. */
+export function requestBody(ctx: Ctx, opts: ForwardOptions): NodeJS.ReadableStream {
   if (opts.maxBodyBytes > 0 && ctx.bodyLength === -1) {
     const limit = new BodyLimit(opts.maxBodyBytes);
     ctx.req.pipe(limit);
     ctx.req.once('error', (err) => limit.destroy(err));
-    body = limit;
+    return limit;
   }
-  send(ctx, dispatcher, proto, body);
+  return ctx.req;
+}
+
+function dispatchDeferred(ctx: Ctx, dispatcher: Dispatcher, proto: string, opts: ForwardOptions): void {
+  if (ctx.done || ctx.res.headersSent || ctx.req.destroyed) return;
+  send(ctx, dispatcher, proto, requestBody(ctx, opts));
 }
 
 function send(ctx: Ctx, dispatcher: Dispatcher, proto: string, body: NodeJS.ReadableStream | null): void {
