@@ -69,6 +69,14 @@ export async function run(args: string[]): Promise<void> {
       cleanup.push(performance.now() - t);
     }
 
+    // Yardstick: starting the CLI at all.
+    const start: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t = performance.now();
+      await must(inNs(ns, [process.execPath, cli, 'version']));
+      start.push(performance.now() - t);
+    }
+
     const conns = values.connections!;
     const conc = values.concurrency!;
     const direct = JSON.parse(await must(inNs(ns, [process.execPath, worker, '127.0.0.1', '15001', conns, conc, '0']))) as WorkerResult;
@@ -79,6 +87,7 @@ export async function run(args: string[]): Promise<void> {
     const rows: Array<[string, string]> = [
       ['etz iptables install (median of 5)', `${median(install).toFixed(0)} ms`],
       ['etz iptables --cleanup (median of 5)', `${median(cleanup).toFixed(0)} ms`],
+      ['etz version, process start only (median of 5)', `${median(start).toFixed(0)} ms`],
       [`connections/s direct loopback (n=${conns}, c=${conc})`, direct.connPerSec.toFixed(0)],
       ['connections/s via REDIRECT + original dst', redirected.connPerSec.toFixed(0)],
       ['ratio redirected / direct', (redirected.connPerSec / direct.connPerSec).toFixed(2)],
@@ -92,7 +101,7 @@ export async function run(args: string[]): Promise<void> {
     for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
     await writeFile(out, JSON.stringify({
       date: new Date().toISOString(), node: process.version, connections: Number(conns), concurrency: Number(conc),
-      installMsMedian: median(install), cleanupMsMedian: median(cleanup), direct, redirected,
+      installMsMedian: median(install), cleanupMsMedian: median(cleanup), cliStartMsMedian: median(start), direct, redirected,
       ratioConnPerSec: redirected.connPerSec / direct.connPerSec,
     }, null, 2) + '\n');
   } finally {

@@ -42,7 +42,7 @@ export const ERRORS = {
   // -- transparent interception (etz iptables) --------------------------------------------
   ETZ_ERR_IPTABLES_MISSING: { status: 0, summary: 'The iptables (or ip6tables) command is not installed or not on PATH.' },
   ETZ_ERR_IPTABLES_PERMISSION: { status: 0, summary: 'Changing iptables rules was refused: run as root or with CAP_NET_ADMIN (e.g. an init container with NET_ADMIN).' },
-  ETZ_ERR_IPTABLES_FAILED: { status: 0, summary: 'An iptables command failed; the message quotes the command and its error, and rules already added were removed.' },
+  ETZ_ERR_IPTABLES_FAILED: { status: 0, summary: 'An iptables command failed; the message quotes the command and its error, and the etz rules in force before the run are kept.' },
 
   // -- zone manager (store, API, control channel) ------------------------------------------
   ETZ_ERR_STORE: { status: 500, summary: "The manager's store could not make a write durable; the change was not applied." },

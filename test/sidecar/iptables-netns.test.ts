@@ -79,9 +79,11 @@ describe('etz iptables in a network namespace', { skip }, () => {
   test('--dry-run prints the rules and changes nothing', async () => {
     const r = await etz(podA, ['--dry-run', '--ipv6', 'on', '--exclude-inbound-ports', '8081']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^iptables -w -t nat -A ETZ_OUTPUT -m owner --uid-owner 1337 -j RETURN$/m);
-    assert.match(r.stdout, /^ip6tables -w -t nat -A ETZ_OUTPUT -d ::1\/128 -j RETURN$/m);
-    assert.match(r.stdout, /^iptables -w -t nat -A ETZ_INBOUND -p tcp --dport 8081 -j RETURN$/m);
+    assert.match(r.stdout, /^iptables-restore --noflush -w <<'EOF'$/m);
+    assert.match(r.stdout, /^ip6tables-restore --noflush -w <<'EOF'$/m);
+    assert.match(r.stdout, /^-A ETZ_OUTPUT -m owner --uid-owner 1337 -j RETURN$/m);
+    assert.match(r.stdout, /^-A ETZ_OUTPUT -d ::1\/128 -j RETURN$/m);
+    assert.match(r.stdout, /^-A ETZ_INBOUND -p tcp --dport 8081 -j RETURN$/m);
     assert.deepEqual(await natRules(podA), []);
   });
 
@@ -171,15 +173,27 @@ describe('etz iptables in a network namespace', { skip }, () => {
   test('iptables missing: a clear error naming the tool, exit 1', async () => {
     const r = await podA.exec(['env', 'PATH=/nonexistent', process.execPath, cli, 'iptables']);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /iptables not found.*\[ETZ_ERR_IPTABLES_MISSING\]/);
+    assert.match(r.stderr, /iptables-save not found.*\[ETZ_ERR_IPTABLES_MISSING\]/);
   });
 
-  test('a failing rule rolls back what was added', async () => {
-    // 'ip6tables' pointed at a binary that refuses: the IPv4 rules must come out again.
-    const r = await etz(podA, ['--ipv6', 'on', '--ip6tables', 'false']);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /ETZ_ERR_IPTABLES_FAILED/);
-    assert.deepEqual(await natRules(podA), []);
+  test('a failure in one family leaves the other as it was before the run', async () => {
+    // ip6tables whose restore step refuses: the IPv4 rules of this run must not stay behind.
+    const fake = join(dir, 'fake6');
+    await writeFile(`${fake}-save`, '#!/bin/sh\nexec ip6tables-save "$@"\n', { mode: 0o755 });
+    await writeFile(`${fake}-restore`, '#!/bin/sh\necho "ip6tables-restore: line 7 failed" >&2\nexit 1\n', { mode: 0o755 });
+    const fresh = await etz(podA, ['--ipv6', 'on', `--ip6tables=${fake}`]);
+    assert.equal(fresh.code, 1);
+    assert.match(fresh.stderr, /fake6-restore --noflush -w failed: ip6tables-restore: line 7 failed \[ETZ_ERR_IPTABLES_FAILED\]/);
+    assert.deepEqual(await natRules(podA), [], 'nothing was installed before: nothing is left');
+
+    // With rules already in force, a failed re-run puts exactly those back (no bypass).
+    assert.equal((await etz(podA, ['--ipv6', 'off', '--proxy-uid', '4321'])).code, 0);
+    const before = await natRules(podA);
+    const rerun = await etz(podA, ['--ipv6', 'on', `--ip6tables=${fake}`]);
+    assert.equal(rerun.code, 1);
+    assert.deepEqual(await natRules(podA), before);
+    assert.ok(before.some((l) => l.includes('--uid-owner 4321')));
+    assert.equal((await etz(podA, ['--cleanup'])).code, 0);
   });
 });
 

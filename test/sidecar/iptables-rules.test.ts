@@ -2,11 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { buildRules, formatRule, parseCidrList, parsePortList, resolveOptions } from '../../src/sidecar/iptables/index.js';
+import {
+  buildRules, cleanupScript, installScript, NO_RULES, parseCidrList, parsePortList, parseSave, resolveOptions, revertScript,
+} from '../../src/sidecar/iptables/index.js';
 import { UsageError } from '../../src/core/errors.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const lines = (rules: string[][]) => rules.map((r) => formatRule('iptables', r));
 
 function etz(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -16,30 +17,29 @@ function etz(args: string[]): Promise<{ code: number; stdout: string; stderr: st
   });
 }
 
+const lines = (opts = resolveOptions(), family: 'ipv4' | 'ipv6' = 'ipv4') => buildRules(opts, family).rules.map((r) => r.join(' '));
+
 test('default rules: four chains, sidecar ports excluded inbound, proxy uid/gid and loopback exempt outbound', () => {
   const plan = buildRules(resolveOptions(), 'ipv4');
-  const l = lines(plan.setup);
-  for (const c of ['ETZ_INBOUND', 'ETZ_IN_REDIRECT', 'ETZ_OUTPUT', 'ETZ_REDIRECT']) {
-    assert.ok(l.includes(`iptables -w -t nat -N ${c}`), c);
-  }
-  assert.ok(l.includes('iptables -w -t nat -A ETZ_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006'));
-  assert.ok(l.includes('iptables -w -t nat -A ETZ_REDIRECT -p tcp -j REDIRECT --to-ports 15001'));
-  for (const p of [15000, 15001, 15006]) assert.ok(l.includes(`iptables -w -t nat -A ETZ_INBOUND -p tcp --dport ${p} -j RETURN`), String(p));
-  const uid = l.indexOf('iptables -w -t nat -A ETZ_OUTPUT -m owner --uid-owner 1337 -j RETURN');
-  const gid = l.indexOf('iptables -w -t nat -A ETZ_OUTPUT -m owner --gid-owner 1337 -j RETURN');
-  const lo = l.indexOf('iptables -w -t nat -A ETZ_OUTPUT -d 127.0.0.0/8 -j RETURN');
-  const jump = l.indexOf('iptables -w -t nat -A ETZ_OUTPUT -j ETZ_REDIRECT');
+  assert.deepEqual(plan.chains, ['ETZ_INBOUND', 'ETZ_IN_REDIRECT', 'ETZ_OUTPUT', 'ETZ_REDIRECT']);
+  const l = lines();
+  assert.ok(l.includes('-A ETZ_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006'));
+  assert.ok(l.includes('-A ETZ_REDIRECT -p tcp -j REDIRECT --to-ports 15001'));
+  for (const p of [15000, 15001, 15006]) assert.ok(l.includes(`-A ETZ_INBOUND -p tcp --dport ${p} -j RETURN`), String(p));
+  const uid = l.indexOf('-A ETZ_OUTPUT -m owner --uid-owner 1337 -j RETURN');
+  const gid = l.indexOf('-A ETZ_OUTPUT -m owner --gid-owner 1337 -j RETURN');
+  const lo = l.indexOf('-A ETZ_OUTPUT -d 127.0.0.0/8 -j RETURN');
+  const jump = l.indexOf('-A ETZ_OUTPUT -j ETZ_REDIRECT');
   assert.ok(uid >= 0 && gid > uid && lo > gid && jump > lo, 'exemptions come before the redirect');
-  assert.equal(l.filter((x) => x.includes('-A ETZ_INBOUND -p tcp -j ETZ_IN_REDIRECT')).length, 1);
   // The catch-all inbound redirect is last in its chain.
-  const inbound = l.filter((x) => x.includes('-A ETZ_INBOUND'));
-  assert.equal(inbound.at(-1), 'iptables -w -t nat -A ETZ_INBOUND -p tcp -j ETZ_IN_REDIRECT');
+  assert.equal(l.filter((x) => x.startsWith('-A ETZ_INBOUND')).at(-1), '-A ETZ_INBOUND -p tcp -j ETZ_IN_REDIRECT');
+  assert.deepEqual(l.slice(-2), ['-A PREROUTING -p tcp -j ETZ_INBOUND', '-A OUTPUT -p tcp -j ETZ_OUTPUT']);
 });
 
 test('IPv6 plan uses ::1 for loopback and only IPv6 CIDRs; IPv4 plan only IPv4 CIDRs', () => {
   const opts = resolveOptions({ excludeOutboundCidrs: ['169.254.169.254/32', 'fd00::/8'] });
-  const v4 = lines(buildRules(opts, 'ipv4').setup).join('\n');
-  const v6 = lines(buildRules(opts, 'ipv6').setup).join('\n');
+  const v4 = lines(opts, 'ipv4').join('\n');
+  const v6 = lines(opts, 'ipv6').join('\n');
   assert.match(v4, /-d 169\.254\.169\.254\/32 -j RETURN/);
   assert.doesNotMatch(v4, /fd00::\/8/);
   assert.match(v6, /-d fd00::\/8 -j RETURN/);
@@ -52,30 +52,81 @@ test('options change the rules: ports, uid, no gid, explicit inbound ports, incl
     inboundPort: 16006, outboundPort: 16001, adminPort: 16000, proxyUid: 2000, proxyGid: null,
     inboundPorts: [8080, 16001, 9090], excludeOutboundPorts: [5432], includeOutboundCidrs: ['10.0.0.0/8'],
   });
-  const l = lines(buildRules(opts, 'ipv4').setup);
-  assert.ok(l.includes('iptables -w -t nat -A ETZ_IN_REDIRECT -p tcp -j REDIRECT --to-ports 16006'));
-  assert.ok(l.includes('iptables -w -t nat -A ETZ_OUTPUT -m owner --uid-owner 2000 -j RETURN'));
+  const l = lines(opts);
+  assert.ok(l.includes('-A ETZ_IN_REDIRECT -p tcp -j REDIRECT --to-ports 16006'));
+  assert.ok(l.includes('-A ETZ_OUTPUT -m owner --uid-owner 2000 -j RETURN'));
   assert.ok(!l.some((x) => x.includes('--gid-owner')));
-  assert.ok(l.includes('iptables -w -t nat -A ETZ_INBOUND -p tcp --dport 8080 -j ETZ_IN_REDIRECT'));
-  assert.ok(l.includes('iptables -w -t nat -A ETZ_INBOUND -p tcp --dport 9090 -j ETZ_IN_REDIRECT'));
+  assert.ok(l.includes('-A ETZ_INBOUND -p tcp --dport 8080 -j ETZ_IN_REDIRECT'));
+  assert.ok(l.includes('-A ETZ_INBOUND -p tcp --dport 9090 -j ETZ_IN_REDIRECT'));
   assert.ok(!l.some((x) => x.includes('--dport 16001 -j ETZ_IN_REDIRECT')), "the sidecar's own port is never intercepted");
-  assert.ok(!l.some((x) => x.includes('-A ETZ_INBOUND -p tcp -j ETZ_IN_REDIRECT')), 'no catch-all with an explicit list');
-  assert.ok(l.includes('iptables -w -t nat -A ETZ_OUTPUT -p tcp --dport 5432 -j RETURN'));
-  assert.ok(l.includes('iptables -w -t nat -A ETZ_OUTPUT -d 10.0.0.0/8 -j ETZ_REDIRECT'));
-  assert.ok(!l.includes('iptables -w -t nat -A ETZ_OUTPUT -j ETZ_REDIRECT'));
+  assert.ok(!l.includes('-A ETZ_INBOUND -p tcp -j ETZ_IN_REDIRECT'), 'no catch-all with an explicit list');
+  assert.ok(l.includes('-A ETZ_OUTPUT -p tcp --dport 5432 -j RETURN'));
+  assert.ok(l.includes('-A ETZ_OUTPUT -d 10.0.0.0/8 -j ETZ_REDIRECT'));
+  assert.ok(!l.includes('-A ETZ_OUTPUT -j ETZ_REDIRECT'));
   // An IPv4-only include list intercepts no IPv6 destination at all.
-  assert.ok(!lines(buildRules(opts, 'ipv6').setup).some((x) => x.includes('-j ETZ_REDIRECT') && x.includes('ETZ_OUTPUT')));
+  assert.ok(!lines(opts, 'ipv6').some((x) => x.startsWith('-A ETZ_OUTPUT') && x.endsWith('-j ETZ_REDIRECT')));
 });
 
-test('cleanup removes both jumps, then flushes and deletes the four chains', () => {
-  const l = lines(buildRules(resolveOptions(), 'ipv4').cleanup);
-  assert.deepEqual(l.slice(0, 2), [
-    'iptables -w -t nat -D PREROUTING -p tcp -j ETZ_INBOUND',
-    'iptables -w -t nat -D OUTPUT -p tcp -j ETZ_OUTPUT',
-  ]);
-  assert.equal(l.filter((x) => / -F ETZ_/.test(x)).length, 4);
-  assert.equal(l.filter((x) => / -X ETZ_/.test(x)).length, 4);
-  assert.ok(l.findIndex((x) => x.includes(' -X ')) > l.findLastIndex((x) => x.includes(' -F ')), 'flush before delete');
+// What iptables-save prints for a namespace with etz's rules and one foreign rule.
+const SAVED = `# Generated by iptables-save v1.8.9 (nf_tables)
+*filter
+:INPUT ACCEPT [0:0]
+-A INPUT -j ETZ_NOT_NAT
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:ETZ_INBOUND - [0:0]
+:ETZ_OUTPUT - [0:0]
+:ETZ_OLD - [0:0]
+-A PREROUTING -p tcp -j ETZ_INBOUND
+-A OUTPUT -p tcp -j ETZ_OUTPUT
+-A OUTPUT -p tcp -j ETZ_OUTPUT
+-A OUTPUT -d 10.9.9.9/32 -j DNAT --to-destination 10.0.0.1
+-A ETZ_INBOUND -p tcp -m tcp --dport 15000 -j RETURN
+-A ETZ_OUTPUT -m owner --uid-owner 1337 -j RETURN
+COMMIT
+`;
+
+test('parseSave finds etz chains, the jumps into them and their rules, in the nat table only', () => {
+  const e = parseSave(SAVED);
+  assert.deepEqual(e.chains, ['ETZ_INBOUND', 'ETZ_OUTPUT', 'ETZ_OLD']);
+  assert.deepEqual(e.jumps, ['-A PREROUTING -p tcp -j ETZ_INBOUND', '-A OUTPUT -p tcp -j ETZ_OUTPUT', '-A OUTPUT -p tcp -j ETZ_OUTPUT']);
+  assert.deepEqual(e.rules, ['-A ETZ_INBOUND -p tcp -m tcp --dport 15000 -j RETURN', '-A ETZ_OUTPUT -m owner --uid-owner 1337 -j RETURN']);
+  assert.deepEqual(parseSave('*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n'), NO_RULES);
+});
+
+test('installScript replaces earlier rules in one transaction: duplicate jumps and stale chains go, others stay', () => {
+  const script = installScript(buildRules(resolveOptions(), 'ipv4'), parseSave(SAVED)).split('\n');
+  assert.equal(script[0], '*nat');
+  assert.equal(script.at(-2), 'COMMIT');
+  assert.equal(script.filter((l) => l === 'COMMIT').length, 1, 'one transaction');
+  for (const c of ['ETZ_INBOUND', 'ETZ_IN_REDIRECT', 'ETZ_OUTPUT', 'ETZ_REDIRECT']) assert.ok(script.includes(`:${c} - [0:0]`));
+  assert.equal(script.filter((l) => l === '-D OUTPUT -p tcp -j ETZ_OUTPUT').length, 2, 'every old jump deleted');
+  assert.ok(script.includes('-D PREROUTING -p tcp -j ETZ_INBOUND'));
+  assert.ok(script.includes('-F ETZ_OLD') && script.includes('-X ETZ_OLD'), 'a chain etz no longer uses is removed');
+  assert.ok(!script.some((l) => l.includes('DNAT')), "someone else's rule is left alone");
+  const lastDelete = script.findLastIndex((l) => l.startsWith('-D') || l.startsWith('-X'));
+  assert.ok(lastDelete < script.indexOf('-A OUTPUT -p tcp -j ETZ_OUTPUT'), 'deletions precede the new jumps');
+  assert.equal(installScript(buildRules(resolveOptions(), 'ipv4')).split('\n').filter((l) => l.startsWith('-D')).length, 0);
+});
+
+test('cleanupScript removes jumps, then flushes, then deletes; null when nothing is installed', () => {
+  const s = cleanupScript(parseSave(SAVED))!.split('\n');
+  const firstF = s.findIndex((l) => l.startsWith('-F'));
+  const firstX = s.findIndex((l) => l.startsWith('-X'));
+  assert.ok(s.findLastIndex((l) => l.startsWith('-D')) < firstF && s.findLastIndex((l) => l.startsWith('-F')) < firstX);
+  assert.equal(s.filter((l) => l.startsWith('-X')).length, 3);
+  assert.equal(cleanupScript(NO_RULES), null);
+});
+
+test('revertScript puts an earlier etz rule set back exactly, or removes everything when there was none', () => {
+  const before = parseSave(SAVED);
+  const now = parseSave(installScript(buildRules(resolveOptions({ proxyUid: 7 }), 'ipv4')).replace('*nat', '*nat\n:ETZ_IN_REDIRECT - [0:0]\n:ETZ_REDIRECT - [0:0]'));
+  const s = revertScript(before, now)!.split('\n');
+  for (const r of [...before.rules, ...before.jumps]) assert.ok(s.includes(r), r);
+  assert.ok(s.includes('-X ETZ_REDIRECT'), 'chains that did not exist before are removed');
+  assert.deepEqual(revertScript(NO_RULES, now), cleanupScript(now));
 });
 
 test('bad values are usage errors naming the option', () => {
@@ -93,10 +144,6 @@ test('bad values are usage errors naming the option', () => {
   assert.throws(() => resolveOptions({ proxyUid: -1 }), /proxy uid/);
 });
 
-test('formatRule quotes what a shell would split', () => {
-  assert.equal(formatRule('iptables', ['-A', 'X', '-m', 'comment', '--comment', "etz's rule"]), `iptables -A X -m comment --comment 'etz'\\''s rule'`);
-});
-
 test('CLI: usage errors exit 2; --dry-run prints without touching iptables', async () => {
   const bad = await etz(['--ipv6', 'maybe']);
   assert.equal(bad.code, 2);
@@ -105,13 +152,15 @@ test('CLI: usage errors exit 2; --dry-run prints without touching iptables', asy
   assert.equal(badPort.code, 2);
   const unknown = await etz(['--frobnicate']);
   assert.equal(unknown.code, 2);
-  // A dry run never executes iptables, so it works without privileges or the binary.
+  // A dry run changes nothing; when the current rules cannot be read it says so and assumes none.
   const dry = await etz(['--dry-run', '--ipv6', 'off', '--iptables', '/nonexistent/iptables', '--proxy-uid', '4242']);
   assert.equal(dry.code, 0, dry.stderr);
-  assert.match(dry.stdout, /^\/nonexistent\/iptables -w -t nat -A ETZ_OUTPUT -m owner --uid-owner 4242 -j RETURN$/m);
+  assert.match(dry.stdout, /^# ipv4 \(current rules unreadable: ETZ_ERR_IPTABLES_MISSING; assuming none\):$/m);
+  assert.match(dry.stdout, /^\/nonexistent\/iptables-restore --noflush -w <<'EOF'$/m);
+  assert.match(dry.stdout, /^-A ETZ_OUTPUT -m owner --uid-owner 4242 -j RETURN$/m);
   assert.doesNotMatch(dry.stdout, /ip6tables/);
-  const dryClean = await etz(['--dry-run', '--cleanup', '--ipv6', 'off']);
-  assert.match(dryClean.stdout, /^iptables -w -t nat -X ETZ_REDIRECT$/m);
+  const dryClean = await etz(['--dry-run', '--cleanup', '--ipv6', 'off', '--iptables', '/nonexistent/iptables']);
+  assert.match(dryClean.stdout, /no etz rules installed, nothing to remove/);
   const help = await etz(['--help']);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--exclude-outbound-cidrs/);

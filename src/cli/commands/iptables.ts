@@ -97,16 +97,16 @@ export const command: Command = {
     const families: Family[] = await familiesFor(mode);
 
     if (v['dry-run']) {
-      process.stdout.write(describePlan(opts, families, Boolean(v.cleanup), binaries).join('\n') + '\n');
+      process.stdout.write((await describePlan(opts, families, Boolean(v.cleanup), binaries)).join('\n') + '\n');
       return 0;
     }
     if (v.cleanup) {
       // IPv6 rules may be left from a time the pod had an IPv6 address: in auto mode clean both,
       // tolerating a missing ip6tables.
-      let r = await removeInterception(['ipv4'], binaries, opts);
+      let r = await removeInterception(['ipv4'], binaries);
       if (mode !== 'off') {
         try {
-          const r6 = await removeInterception(['ipv6'], binaries, opts);
+          const r6 = await removeInterception(['ipv6'], binaries);
           r = { families: ['ipv4', 'ipv6'], count: r.count + r6.count };
         } catch (err) {
           if (mode === 'on' || (err as EtzError).code !== 'ETZ_ERR_IPTABLES_MISSING') throw err;
@@ -117,7 +117,7 @@ export const command: Command = {
     }
     const r = await installInterception(opts, families, binaries);
     process.stdout.write(
-      `etz: interception installed (${r.families.join(', ')}; ${r.count} commands): inbound → :${opts.inboundPort}, ` +
+      `etz: interception installed (${r.families.join(', ')}; ${r.count} rules): inbound → :${opts.inboundPort}, ` +
         `outbound → :${opts.outboundPort}, proxy uid ${opts.proxyUid}${opts.proxyGid === null ? '' : ` gid ${opts.proxyGid}`} exempt\n`,
     );
     return 0;

@@ -1,12 +1,23 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { EtzError } from '../../core/errors.js';
-import { buildRules, formatRule, resolveOptions, type Family, type InterceptOptions, type Rule, type RulePlan } from './rules.js';
+import {
+  buildRules,
+  cleanupScript,
+  installScript,
+  NO_RULES,
+  parseSave,
+  revertScript,
+  type ExistingRules,
+  type Family,
+  type InterceptOptions,
+} from './rules.js';
 
 /**
- * Runs rule plans against the real iptables/ip6tables of the current network namespace.
- * Install is "cleanup, then setup": a second run replaces the first, never duplicates it. A
- * failure half-way removes what was added, so the pod is never left half-intercepted.
+ * Applies rule plans to the real iptables/ip6tables of the current network namespace: read what
+ * is there with `<iptables>-save -t nat`, then one `<iptables>-restore --noflush` transaction per
+ * family. A second run replaces the first in one step (no bypass window); a failure changes
+ * nothing in that family and takes the other family's new rules out again.
  */
 
 export interface Binaries {
@@ -19,71 +30,43 @@ export const DEFAULT_BINARIES: Readonly<Binaries> = Object.freeze({ ipv4: 'iptab
 /** 'auto': IPv6 rules only when the namespace has a global IPv6 address. */
 export type Ipv6Mode = 'auto' | 'on' | 'off';
 
-interface Exec {
-  code: number;
-  stderr: string;
-}
-
-function run(binary: string, args: Rule): Promise<Exec> {
-  return new Promise((resolve, reject) => {
-    execFile(binary, args, { timeout: 30_000, env: { ...process.env, LC_ALL: 'C' } }, (err, _stdout, stderr) => {
-      if (!err) return resolve({ code: 0, stderr: String(stderr) });
-      const e = err as NodeJS.ErrnoException & { code?: string | number };
-      if (e.code === 'ENOENT') {
-        return reject(new EtzError('ETZ_ERR_IPTABLES_MISSING', `${binary} not found: install iptables (Debian: apt-get install iptables) or put it on PATH`));
-      }
-      if (e.code === 'EACCES') {
-        return reject(new EtzError('ETZ_ERR_IPTABLES_PERMISSION', `${binary} cannot be executed: permission denied`));
-      }
-      resolve({ code: typeof e.code === 'number' ? e.code : 1, stderr: String(stderr) });
-    });
-  });
-}
+// `iptables` → `iptables-save` / `iptables-restore`, also for a path (/usr/sbin/iptables-save).
+const saveOf = (binary: string) => `${binary}-save`;
+const restoreOf = (binary: string) => `${binary}-restore`;
+const RESTORE_ARGS = ['--noflush', '-w'];
 
 const PERMISSION = /permission denied|you must be root|operation not permitted/i;
 
-function failure(binary: string, rule: Rule, stderr: string): EtzError {
-  const cmd = formatRule(binary, rule);
-  const msg = stderr.trim().split('\n').pop() ?? '';
-  if (PERMISSION.test(stderr)) {
-    return new EtzError('ETZ_ERR_IPTABLES_PERMISSION',
-      `not permitted to change iptables rules (needs root or CAP_NET_ADMIN in the pod's network namespace): ${cmd}: ${msg}`);
-  }
-  return new EtzError('ETZ_ERR_IPTABLES_FAILED', `${cmd} failed: ${msg}`);
-}
-
-/**
- * Remove etz's rules for one family. Absent rules or chains are fine; only a missing binary or
- * a permission problem is an error. Jumps are deleted until none is left, so rules duplicated
- * by some earlier tool run are cleaned up too.
- */
-async function cleanupPlan(binary: string, plan: RulePlan): Promise<number> {
-  let removed = 0;
-  for (const rule of plan.cleanup) {
-    const repeat = rule.includes('-D') ? 16 : 1;
-    for (let i = 0; i < repeat; i++) {
-      const r = await run(binary, rule);
-      if (r.code === 0) {
-        removed++;
-        continue;
+function exec(binary: string, args: string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(binary, args, { timeout: 30_000, env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (!err) return resolve(String(stdout));
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        return reject(new EtzError('ETZ_ERR_IPTABLES_MISSING', `${binary} not found: install iptables (Debian: apt-get install iptables) or put it on PATH`));
       }
-      if (PERMISSION.test(r.stderr)) throw failure(binary, rule, r.stderr);
-      break;
-    }
-  }
-  return removed;
+      const text = String(stderr).trim();
+      const last = text.split('\n').pop() || err.message;
+      const cmd = [binary, ...args].join(' ');
+      if (code === 'EACCES' || PERMISSION.test(text)) {
+        return reject(new EtzError('ETZ_ERR_IPTABLES_PERMISSION',
+          `not permitted to change iptables rules (needs root or CAP_NET_ADMIN in the pod's network namespace): ${cmd}: ${last}`));
+      }
+      reject(new EtzError('ETZ_ERR_IPTABLES_FAILED', `${cmd} failed: ${last}`, { details: { input } }));
+    });
+    // EPIPE when the binary exits before reading; its exit status tells the story.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(input ?? '');
+  });
 }
 
-async function setupPlan(binary: string, plan: RulePlan): Promise<void> {
-  await cleanupPlan(binary, plan);
-  for (const rule of plan.setup) {
-    const r = await run(binary, rule);
-    if (r.code !== 0) {
-      const err = failure(binary, rule, r.stderr);
-      await cleanupPlan(binary, plan).catch(() => undefined);
-      throw err;
-    }
-  }
+/** etz's rules currently in the nat table of one family. */
+export async function readExisting(binary: string): Promise<ExistingRules> {
+  return parseSave(await exec(saveOf(binary), ['-t', 'nat']));
+}
+
+async function restore(binary: string, script: string): Promise<void> {
+  await exec(restoreOf(binary), RESTORE_ARGS, script);
 }
 
 /** Whether the current network namespace has a global-scope IPv6 address (scope 00). */
@@ -104,62 +87,75 @@ export async function familiesFor(mode: Ipv6Mode): Promise<Family[]> {
 
 export interface InterceptResult {
   families: Family[];
-  /** Rules installed (setup) or objects removed (cleanup), over all families. */
+  /** Rules installed, or jumps+chains removed, over all families. */
   count: number;
 }
 
-/** Install interception rules for the given families (replacing any earlier etz rules). */
+/** Install interception rules for the given families, replacing any earlier etz rules. */
 export async function installInterception(
   opts: InterceptOptions,
   families: Family[],
   binaries: Binaries = DEFAULT_BINARIES,
 ): Promise<InterceptResult> {
-  const done: Array<[string, RulePlan]> = [];
+  const done: Array<{ binary: string; before: ExistingRules }> = [];
   let count = 0;
   for (const family of families) {
-    const plan = buildRules(opts, family);
     const binary = binaries[family];
+    const plan = buildRules(opts, family);
     try {
-      await setupPlan(binary, plan);
+      const before = await readExisting(binary);
+      await restore(binary, installScript(plan, before));
+      done.push({ binary, before });
+      count += plan.rules.length;
     } catch (err) {
-      // Keep the families consistent: if IPv6 fails, the IPv4 rules come out again too.
-      for (const [b, p] of done) await cleanupPlan(b, p).catch(() => undefined);
+      // Keep the families consistent: put back what the earlier families had before this run.
+      for (const d of done) await rollback(d.binary, d.before).catch(() => undefined);
       throw err;
     }
-    done.push([binary, plan]);
-    count += plan.setup.length;
   }
   return { families, count };
 }
 
-/** Remove etz's interception rules; running it when nothing is installed is harmless. */
-export async function removeInterception(
-  families: Family[],
-  binaries: Binaries = DEFAULT_BINARIES,
-  opts?: InterceptOptions,
-): Promise<InterceptResult> {
+/** Undo an install in one family: put back the etz rules that were there before it. */
+async function rollback(binary: string, before: ExistingRules): Promise<void> {
+  const script = revertScript(before, await readExisting(binary));
+  if (script) await restore(binary, script);
+}
+
+/** Remove etz's interception rules; harmless when nothing is installed. */
+export async function removeInterception(families: Family[], binaries: Binaries = DEFAULT_BINARIES): Promise<InterceptResult> {
   let count = 0;
   for (const family of families) {
-    // Cleanup commands do not depend on the options; any valid options give the same list.
-    const plan = buildRules(opts ?? resolveOptions(), family);
-    count += await cleanupPlan(binaries[family], plan);
+    const binary = binaries[family];
+    const existing = await readExisting(binary);
+    const script = cleanupScript(existing);
+    if (script) await restore(binary, script);
+    count += existing.jumps.length + existing.chains.length;
   }
   return { families, count };
 }
 
-/** The exact commands an install (or cleanup) would run, one per line. */
-export function describePlan(opts: InterceptOptions, families: Family[], cleanup: boolean, binaries: Binaries = DEFAULT_BINARIES): string[] {
+/**
+ * What an install (or cleanup) would feed to iptables-restore, per family. The current rules are
+ * read when permitted, so the output is exact; otherwise it assumes none are installed.
+ */
+export async function describePlan(opts: InterceptOptions, families: Family[], cleanup: boolean, binaries: Binaries = DEFAULT_BINARIES): Promise<string[]> {
   const lines: string[] = [];
   for (const family of families) {
-    const plan = buildRules(opts, family);
     const binary = binaries[family];
-    if (cleanup) {
-      lines.push(`# ${family}: remove etz rules (absent rules are skipped)`);
-      lines.push(...plan.cleanup.map((r) => formatRule(binary, r)));
-    } else {
-      lines.push(`# ${family}: earlier etz rules are removed first (see --cleanup --dry-run), then:`);
-      lines.push(...plan.setup.map((r) => formatRule(binary, r)));
+    let existing: ExistingRules = NO_RULES;
+    let note = '';
+    try {
+      existing = await readExisting(binary);
+    } catch (err) {
+      note = ` (current rules unreadable: ${(err as EtzError).code ?? 'error'}; assuming none)`;
     }
+    const script = cleanup ? cleanupScript(existing) : installScript(buildRules(opts, family), existing);
+    if (script === null) {
+      lines.push(`# ${family}: no etz rules installed, nothing to remove${note}`);
+      continue;
+    }
+    lines.push(`# ${family}${note}:`, `${restoreOf(binary)} ${RESTORE_ARGS.join(' ')} <<'EOF'`, ...script.trimEnd().split('\n'), 'EOF');
   }
   return lines;
 }

@@ -3,8 +3,10 @@ import { UsageError } from '../../core/errors.js';
 
 /**
  * Rule generation for transparent interception, the shape of istio-init: NAT only, four chains,
- * two jumps from the built-in chains. Pure functions: the same options always give the same
- * argv lists, which is what --dry-run prints and what apply runs.
+ * two jumps from the built-in chains. Pure functions: the same options (and the same rules found
+ * in place) always give the same iptables-restore input, which is what --dry-run prints and what
+ * apply feeds to `iptables-restore --noflush` as ONE transaction: replacing earlier etz rules
+ * never leaves a moment without interception (a bypass) or with half of it.
  *
  *   PREROUTING -p tcp → ETZ_INBOUND → (excluded ports RETURN) → ETZ_IN_REDIRECT → REDIRECT :inbound
  *   OUTPUT     -p tcp → ETZ_OUTPUT  → (proxy uid/gid, loopback, excluded CIDRs/ports RETURN)
@@ -51,15 +53,25 @@ export const DEFAULT_OPTIONS: Readonly<InterceptOptions> = Object.freeze({
   includeOutboundCidrs: [],
 });
 
-/** One iptables invocation, without the binary name: e.g. ['-w', '-t', 'nat', '-N', 'ETZ_INBOUND']. */
+/** One rule as an iptables-restore line, split: e.g. ['-A', 'ETZ_OUTPUT', '-d', '::1/128', '-j', 'RETURN']. */
 export type Rule = string[];
 
 export interface RulePlan {
   family: Family;
-  /** Commands that install the rules (run after cleanup, so a second run changes nothing). */
-  setup: Rule[];
-  /** Commands that remove them; each may fail harmlessly when the rule/chain is absent. */
-  cleanup: Rule[];
+  /** User chains to create (or, when present, flush). */
+  chains: readonly string[];
+  /** Rules to append, in order, after the chains are declared. */
+  rules: Rule[];
+}
+
+/** etz's rules found in a table, from iptables-save output. */
+export interface ExistingRules {
+  /** ETZ_* chains that exist. */
+  chains: string[];
+  /** Rules in other chains that jump to an ETZ_* chain, as their `-A …` save lines. */
+  jumps: string[];
+  /** The rules inside the ETZ_* chains, as save lines (enough to put them back). */
+  rules: string[];
 }
 
 export function checkPort(value: number, what: string): number {
@@ -120,59 +132,101 @@ export function resolveOptions(partial: Partial<InterceptOptions> = {}): Interce
   return o;
 }
 
-// -w: wait for the xtables lock instead of failing when another tool holds it.
-const nat = (...args: string[]): Rule => ['-w', '-t', 'nat', ...args];
-
 /** The rules for one address family. */
 export function buildRules(opts: InterceptOptions, family: Family): RulePlan {
   const loopback = family === 'ipv4' ? '127.0.0.0/8' : '::1/128';
   const ownPorts = [opts.adminPort, opts.outboundPort, opts.inboundPort];
   const excludedIn = [...new Set([...ownPorts, ...opts.excludeInboundPorts])];
   const sameFamily = (c: string) => cidrFamily(c, 'cidr') === family;
+  const rules: Rule[] = [];
+  const add = (...r: string[]) => rules.push(['-A', ...r]);
 
-  const setup: Rule[] = CHAINS.map((c) => nat('-N', c));
-  setup.push(nat('-A', 'ETZ_IN_REDIRECT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', String(opts.inboundPort)));
-  setup.push(nat('-A', 'ETZ_REDIRECT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', String(opts.outboundPort)));
+  add('ETZ_IN_REDIRECT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', String(opts.inboundPort));
+  add('ETZ_REDIRECT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', String(opts.outboundPort));
 
   // Inbound: everything addressed to the pod reaches the sidecar, except its own ports (admin
   // probes, and a peer sidecar never dials them) and what the operator excluded.
-  setup.push(nat('-A', 'PREROUTING', '-p', 'tcp', '-j', 'ETZ_INBOUND'));
   if (opts.inboundPorts === '*') {
-    for (const p of excludedIn) setup.push(nat('-A', 'ETZ_INBOUND', '-p', 'tcp', '--dport', String(p), '-j', 'RETURN'));
-    setup.push(nat('-A', 'ETZ_INBOUND', '-p', 'tcp', '-j', 'ETZ_IN_REDIRECT'));
+    for (const p of excludedIn) add('ETZ_INBOUND', '-p', 'tcp', '--dport', String(p), '-j', 'RETURN');
+    add('ETZ_INBOUND', '-p', 'tcp', '-j', 'ETZ_IN_REDIRECT');
   } else {
     for (const p of opts.inboundPorts) {
-      if (!excludedIn.includes(p)) setup.push(nat('-A', 'ETZ_INBOUND', '-p', 'tcp', '--dport', String(p), '-j', 'ETZ_IN_REDIRECT'));
+      if (!excludedIn.includes(p)) add('ETZ_INBOUND', '-p', 'tcp', '--dport', String(p), '-j', 'ETZ_IN_REDIRECT');
     }
   }
 
   // Outbound: the proxy's own connections first, so nothing it sends can loop back into it.
-  setup.push(nat('-A', 'OUTPUT', '-p', 'tcp', '-j', 'ETZ_OUTPUT'));
-  setup.push(nat('-A', 'ETZ_OUTPUT', '-m', 'owner', '--uid-owner', String(opts.proxyUid), '-j', 'RETURN'));
-  if (opts.proxyGid !== null) {
-    setup.push(nat('-A', 'ETZ_OUTPUT', '-m', 'owner', '--gid-owner', String(opts.proxyGid), '-j', 'RETURN'));
-  }
-  setup.push(nat('-A', 'ETZ_OUTPUT', '-d', loopback, '-j', 'RETURN'));
-  for (const c of opts.excludeOutboundCidrs.filter(sameFamily)) setup.push(nat('-A', 'ETZ_OUTPUT', '-d', c, '-j', 'RETURN'));
-  for (const p of opts.excludeOutboundPorts) setup.push(nat('-A', 'ETZ_OUTPUT', '-p', 'tcp', '--dport', String(p), '-j', 'RETURN'));
-  const include = opts.includeOutboundCidrs.filter(sameFamily);
+  add('ETZ_OUTPUT', '-m', 'owner', '--uid-owner', String(opts.proxyUid), '-j', 'RETURN');
+  if (opts.proxyGid !== null) add('ETZ_OUTPUT', '-m', 'owner', '--gid-owner', String(opts.proxyGid), '-j', 'RETURN');
+  add('ETZ_OUTPUT', '-d', loopback, '-j', 'RETURN');
+  for (const c of opts.excludeOutboundCidrs.filter(sameFamily)) add('ETZ_OUTPUT', '-d', c, '-j', 'RETURN');
+  for (const p of opts.excludeOutboundPorts) add('ETZ_OUTPUT', '-p', 'tcp', '--dport', String(p), '-j', 'RETURN');
   if (opts.includeOutboundCidrs.length === 0) {
-    setup.push(nat('-A', 'ETZ_OUTPUT', '-j', 'ETZ_REDIRECT'));
+    add('ETZ_OUTPUT', '-j', 'ETZ_REDIRECT');
   } else {
     // An include list for the other family only means "intercept nothing" for this one.
-    for (const c of include) setup.push(nat('-A', 'ETZ_OUTPUT', '-d', c, '-j', 'ETZ_REDIRECT'));
+    for (const c of opts.includeOutboundCidrs.filter(sameFamily)) add('ETZ_OUTPUT', '-d', c, '-j', 'ETZ_REDIRECT');
   }
 
-  const cleanup: Rule[] = [
-    nat('-D', 'PREROUTING', '-p', 'tcp', '-j', 'ETZ_INBOUND'),
-    nat('-D', 'OUTPUT', '-p', 'tcp', '-j', 'ETZ_OUTPUT'),
-    ...CHAINS.map((c) => nat('-F', c)),
-    ...CHAINS.map((c) => nat('-X', c)),
-  ];
-  return { family, setup, cleanup };
+  // The jumps last: within the one transaction it makes no difference, but a reader of the
+  // script sees the chains complete before traffic is sent into them.
+  add('PREROUTING', '-p', 'tcp', '-j', 'ETZ_INBOUND');
+  add('OUTPUT', '-p', 'tcp', '-j', 'ETZ_OUTPUT');
+  return { family, chains: CHAINS, rules };
 }
 
-/** Shell-quoted form of one command, as --dry-run prints it. */
-export function formatRule(binary: string, rule: Rule): string {
-  return [binary, ...rule].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+export const NO_RULES: Readonly<ExistingRules> = Object.freeze({ chains: [], jumps: [], rules: [] });
+
+/** Find etz's chains and the jumps into them in `iptables-save -t nat` output. */
+export function parseSave(text: string): ExistingRules {
+  const chains: string[] = [];
+  const jumps: string[] = [];
+  const rules: string[] = [];
+  let inNat = false;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('*')) inNat = line === '*nat';
+    if (!inNat) continue;
+    const chain = /^:(ETZ_[A-Z_]+)\s/.exec(line);
+    if (chain) chains.push(chain[1]!);
+    if (/^-A ETZ_[A-Z_]+ /.test(line)) rules.push(line);
+    else if (/^-A \S+ .*-j ETZ_[A-Z_]+$/.test(line)) jumps.push(line);
+  }
+  return { chains, jumps, rules };
+}
+
+/** Lines that remove what `existing` lists: jumps first, then flush, then delete the chains. */
+function removal(existing: ExistingRules): string[] {
+  return [
+    ...existing.jumps.map((j) => `-D${j.slice(2)}`),
+    ...existing.chains.map((c) => `-F ${c}`),
+    ...existing.chains.map((c) => `-X ${c}`),
+  ];
+}
+
+/**
+ * iptables-restore input that replaces whatever etz rules exist (`existing`) with the chains and
+ * lines given, atomically. Declaring a chain that exists flushes it under --noflush; stale jumps
+ * are deleted; chains no longer used are removed.
+ */
+function replaceScript(chains: readonly string[], lines: string[], existing: ExistingRules): string {
+  const stale: ExistingRules = { chains: existing.chains.filter((c) => !chains.includes(c)), jumps: existing.jumps, rules: [] };
+  return ['*nat', ...chains.map((c) => `:${c} - [0:0]`), ...removal(stale), ...lines, 'COMMIT', ''].join('\n');
+}
+
+/** iptables-restore input that installs `plan` in place of the etz rules in `existing`. */
+export function installScript(plan: RulePlan, existing: ExistingRules = NO_RULES): string {
+  return replaceScript(plan.chains, plan.rules.map((r) => r.join(' ')), existing);
+}
+
+/** iptables-restore input that puts `target` (an earlier state) back in place of `current`. */
+export function revertScript(target: ExistingRules, current: ExistingRules): string | null {
+  if (target.chains.length === 0 && target.jumps.length === 0) return cleanupScript(current);
+  return replaceScript(target.chains, [...target.rules, ...target.jumps], current);
+}
+
+/** iptables-restore input that removes etz's rules, or null when there is nothing to remove. */
+export function cleanupScript(existing: ExistingRules): string | null {
+  if (existing.chains.length === 0 && existing.jumps.length === 0) return null;
+  return ['*nat', ...removal(existing), 'COMMIT', ''].join('\n');
 }
