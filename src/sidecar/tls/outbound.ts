@@ -114,7 +114,7 @@ export function createMtlsConnector(opts: MtlsOriginationOptions, expectedSpiffe
         if (reason !== undefined) {
           const wrapped = err instanceof EtzError ? err : tlsError(reason, `upstream TLS: ${err.message}`, err);
           failures?.inc({ direction: 'outbound', reason });
-          logger.warn({ code: 'ETZ_ERR_UPSTREAM_TLS', reason, upstream: `${options.hostname}:${options.port}`, expected: expectedSpiffeId, msg: wrapped.message }, 'upstream mTLS refused');
+          logger.warn({ code: 'ETZ_ERR_UPSTREAM_TLS', reason, upstream: `${options.hostname}:${options.port}`, expected: expectedSpiffeId, detail: wrapped.message }, 'upstream mTLS refused');
           callback(wrapped, null);
           return;
         }
