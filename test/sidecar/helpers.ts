@@ -77,7 +77,8 @@ export async function startSidecar(appPort: number, extra: Record<string, unknow
   for (const [k, v] of Object.entries(extra)) {
     base[k] = v !== null && typeof v === 'object' && !Array.isArray(v) && typeof base[k] === 'object' ? { ...(base[k] as object), ...(v as object) } : v;
   }
-  return Sidecar.start(base, { logger: nullLogger, registry: createRegistry(), ...opts });
+  // `undefined` in an override removes the field (e.g. the admin token).
+  return Sidecar.start(JSON.parse(JSON.stringify(base)) as Record<string, unknown>, { logger: nullLogger, registry: createRegistry(), ...opts });
 }
 
 /**
