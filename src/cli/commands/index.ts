@@ -12,6 +12,10 @@ registerCommand('status', 'Show the zone manager, its sidecars and rollout state
 registerCommand('zones', 'List, create, dissolve or pin trust zones', () => import('./zones.js'));
 registerCommand('audit', 'Show the zone manager audit log', () => import('./audit.js'));
 registerCommand('token', 'Create, list or revoke sidecar bootstrap tokens', () => import('./token.js'));
+registerCommand('gateway', 'Run the ingress gateway at the edge of the mesh (external HTTP/HTTPS into the mesh)', () => import('./gateway.js'));
 registerCommand('policy', 'Lint, check (explain) and import authorization and network policies', () => import('./policy.js'));
+
+registerCommand('risk', 'Show risk scores and explain them (etz risk ls | explain SUBJECT)', () => import('./risk.js'));
+registerCommand('traffic', 'Traffic analysis per service and edge, with anomalies', () => import('./traffic.js'));
 
 void registerCommand;

@@ -164,9 +164,9 @@ export class ZoneManager {
 
   dissolve(id: string, reason: string, now: number): Zone {
     const z = this.mustGet(id);
-    const target = this.targetOf(z);
-    if (target && z.origin === 'risk') {
-      this.suppressed.set(target, now + this.policy(z.type).coolDownMs);
+    if (z.origin === 'risk') {
+      // Neither this zone nor a weaker one comes back automatically for a cool-down.
+      for (const m of z.members) this.suppressed.set(m.service, now + this.policy(z.type).coolDownMs);
       for (const k of z.triggers) this.streak.delete(`${z.type}|${k}`);
     }
     this.close(z, reason, now);
@@ -216,7 +216,7 @@ export class ZoneManager {
     const member = memberOf(item.subject);
     if (!member) return;
     const target = `${type}:${member.service}`;
-    if ((this.suppressed.get(target) ?? 0) > now) return;
+    if ((this.suppressed.get(member.service) ?? 0) > now) return;
     if (type === 'isolation' && this.byTarget.has(`containment:${member.service}`)) return;
     const existingId = this.byTarget.get(target);
     const policy = this.policy(type);
