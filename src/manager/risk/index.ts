@@ -138,3 +138,5 @@ export { parseRecord, parseRecordLine, parseTimestamp, RecordError } from './rec
 export { parseTrivyReport, parseBlocklist, parseStixBundle, parseFeedText, IntelIndex } from './feeds.js';
 export type { CreateZoneRequest } from '../zones/manager.js';
 export type { TrafficReport } from '../traffic/analyzer.js';
+export { createScoringPool, type ScoringPool } from './score-pool.js';
+export { riskList, riskExplain, trafficReport } from './api.js';
