@@ -131,3 +131,41 @@ export async function stopAll(children: Child[]): Promise<void> {
     c.proc.kill('SIGKILL');
   })));
 }
+
+/** Packets of a classic pcap file (as tcpdump -w writes it), raw frame bytes each. */
+export function pcapPackets(buf: Buffer): Buffer[] {
+  if (buf.length < 24) return [];
+  const magic = buf.readUInt32LE(0);
+  const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
+  if (!le && buf.readUInt32BE(0) !== 0xa1b2c3d4 && buf.readUInt32BE(0) !== 0xa1b23c4d) throw new Error('not a pcap file');
+  const u32 = (o: number) => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
+  const out: Buffer[] = [];
+  for (let off = 24; off + 16 <= buf.length;) {
+    const incl = u32(off + 8);
+    out.push(buf.subarray(off + 16, off + 16 + incl));
+    off += 16 + incl;
+  }
+  return out;
+}
+
+/**
+ * Capture all frames on one interface of a namespace until stop() is called (no BPF filter:
+ * some kernels drop every packet under a compiled 'tcp' filter); stop() returns the
+ * packets. --immediate-mode and -U hand each packet to the file at once (otherwise packets
+ * still in the ring buffer are lost at SIGINT); -Z root keeps tcpdump able to write our tmp dir.
+ */
+export async function startCapture(ns: Netns, dev: string, file: string): Promise<{ stop(): Promise<Buffer[]>; child: Child }> {
+  const child = await startIn(ns, ['tcpdump', '-i', dev, '-n', '-U', '--immediate-mode', '-Z', 'root', '-s', '0', '-w', file], { ready: 'listening on' });
+  return {
+    child,
+    async stop() {
+      await new Promise<void>((resolve) => {
+        if (child.proc.exitCode !== null) return resolve();
+        child.proc.once('exit', () => resolve());
+        child.proc.kill('SIGINT');
+      });
+      const { readFile } = await import('node:fs/promises');
+      return pcapPackets(await readFile(file));
+    },
+  };
+}
