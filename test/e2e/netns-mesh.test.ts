@@ -35,14 +35,22 @@ describe('transparent interception between two pods', { skip }, () => {
   const children: Child[] = [];
   let ident: ReturnType<typeof proxyIdentity>;
 
-  const sidecarConfig = (name: string, registry: Record<string, unknown>) => JSON.stringify({
+  const sidecarConfig = (name: string, registry: Record<string, unknown>, resources: Record<string, unknown> = {}) => JSON.stringify({
     service: { name, version: 'v1', namespace: 'e2e' },
     inbound: { host: '0.0.0.0', port: 15006, appHost: '127.0.0.1', appPort: 8080 },
     outbound: { host: '127.0.0.1', port: 15001 },
     admin: { host: '127.0.0.1', port: 15000 },
     logging: { level: 'warn' },
     registry,
+    resources,
   });
+  // Pod B's sidecar allows only these paths into its application; everything else is refused.
+  const policies = [{
+    apiVersion: 'etz.io/v1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name: 'server-allow-reads', namespace: 'e2e' },
+    spec: { selector: { service: 'server' }, action: 'ALLOW', rules: [{ to: [{ methods: ['GET'], paths: ['/hello*', '/n*'] }] }] },
+  }];
 
   async function curl(ns: Netns, url: string, extra: string[] = []) {
     const asClient = ident.clientUid === undefined ? [] : ['setpriv', `--reuid=${ident.clientUid}`, `--regid=${ident.clientUid}`, '--clear-groups'];
@@ -73,7 +81,7 @@ describe('transparent interception between two pods', { skip }, () => {
     await vethPair(podA, podB, { a4: A4, b4: B4 });
 
     await writeFile(join(dir, 'a.json'), sidecarConfig('client', { server: { port: 8080, endpoints: [{ address: B4, port: 8080, version: 'v1' }] } }));
-    await writeFile(join(dir, 'b.json'), sidecarConfig('server', {}));
+    await writeFile(join(dir, 'b.json'), sidecarConfig('server', {}, { policies }));
     for (const f of ['a.json', 'b.json']) await chmod(join(dir, f), 0o644);
 
     const rules = ['iptables', `--proxy-uid=${ident.proxyUid}`, ident.proxyUid === 0 ? '--proxy-gid=none' : '--proxy-gid=1337', '--ipv6=off'];
@@ -112,6 +120,16 @@ describe('transparent interception between two pods', { skip }, () => {
     // A loop would re-enter A's outbound listener on every hop (and never end).
     assert.equal(await metric(podA, 'etz_requests_total', { reporter: 'source' }) - before, 3);
     assert.equal(await metric(podA, 'etz_requests_total', { reporter: 'destination' }), 0, 'nothing came back into A');
+  });
+
+  test("a call pod B's policy does not allow is refused by B's sidecar and never reaches the application", async () => {
+    const r = body(await curl(podA, `http://${B4}:8080/admin/delete`));
+    assert.equal(r.status, 403, r.text);
+    assert.match(r.text, /ETZ_ERR_POLICY_DENIED/);
+    assert.doesNotMatch(r.text, /server-app/, "the application's own answer would name it");
+    const post = body(await curl(podA, `http://${B4}:8080/hello`, ['-X', 'POST', '-d', 'x']));
+    assert.equal(post.status, 403, 'only GET is allowed');
+    assert.ok(await metric(podB, 'etz_policy_decisions_total', { action: 'deny' }) >= 2);
   });
 
   test('a destination the registry does not know gets a clear local reply, not a hang', async () => {
