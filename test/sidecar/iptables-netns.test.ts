@@ -154,6 +154,11 @@ describe('etz iptables in a network namespace', { skip }, () => {
     assert.deepEqual(await natRules(podA, 'ip6tables-save'), []);
     const again = await etz(podA, ['--cleanup']);
     assert.equal(again.code, 0, again.stderr);
+    // Where ip6tables is absent there is no IPv6 rule to remove: auto mode cleans IPv4 and succeeds.
+    const no6 = await etz(podA, ['--cleanup', '--ip6tables=/nonexistent/ip6tables']);
+    assert.equal(no6.code, 0, no6.stderr);
+    assert.match(no6.stdout, /removed \(ipv4;/);
+    assert.equal((await etz(podA, ['--cleanup', '--ipv6=on', '--ip6tables=/nonexistent/ip6tables'])).code, 1, 'but not when IPv6 was asked for');
     const seen = await curl(podA, `http://${B4}:8080/`);
     assert.equal(seen.name, 'appB');
   });

@@ -6,6 +6,7 @@ import {
   installInterception,
   parseCidrList,
   parsePortList,
+  readExisting,
   removeInterception,
   resolveOptions,
   DEFAULT_OPTIONS,
@@ -102,15 +103,22 @@ export const command: Command = {
     }
     if (v.cleanup) {
       // IPv6 rules may be left from a time the pod had an IPv6 address: in auto mode clean both,
-      // tolerating a missing ip6tables.
+      // unless ip6tables cannot even read its nat table (not installed, IPv6 off in the kernel):
+      // then there is nothing to clean. A permission problem is still an error.
       let r = await removeInterception(['ipv4'], binaries);
-      if (mode !== 'off') {
-        try {
-          const r6 = await removeInterception(['ipv6'], binaries);
-          r = { families: ['ipv4', 'ipv6'], count: r.count + r6.count };
-        } catch (err) {
-          if (mode === 'on' || (err as EtzError).code !== 'ETZ_ERR_IPTABLES_MISSING') throw err;
-        }
+      let ipv6 = mode === 'on';
+      if (mode === 'auto') {
+        ipv6 = await readExisting(binaries.ipv6).then(
+          () => true,
+          (err: EtzError) => {
+            if (err.code === 'ETZ_ERR_IPTABLES_PERMISSION') throw err;
+            return false;
+          },
+        );
+      }
+      if (ipv6) {
+        const r6 = await removeInterception(['ipv6'], binaries);
+        r = { families: ['ipv4', 'ipv6'], count: r.count + r6.count };
       }
       process.stdout.write(`etz: interception rules removed (${r.families.join(', ')}; ${r.count} removed)\n`);
       return 0;
