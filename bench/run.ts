@@ -1,7 +1,10 @@
 // `npm run bench -- <name> [args]`: each benchmark is a module ./<name>/index.js exporting run(args).
 const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   nab: () => import('./nab/index.js'),
+  http: () => import('./http/index.js'),
   interception: () => import('./interception/index.js'),
+  policy: () => import('./policy/index.js'),
+  risk: () => import('./risk/index.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -1,0 +1,265 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir, cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createConnection } from 'node:net';
+import { parseArgs } from 'node:util';
+import { cpuSeconds, peakRssMiB } from '../common/proc.js';
+import { fixedRate, haveCommand, saturate } from '../common/load.js';
+import { table, writeResults } from '../common/report.js';
+
+/**
+ * `npm run bench -- http`: one upstream returning 1 KiB, measured side by side direct, through an
+ * etz sidecar, through nginx and through node-http-proxy. Every proxy runs as its own child
+ * process so its CPU and memory are read from /proc apart from the load generator's.
+ */
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const ETZ_MAIN = join(here, '..', '..', 'src', 'cli', 'main.js');
+
+interface Target {
+  name: string;
+  port: number;
+  proc: ChildProcess | null;
+}
+
+interface Row {
+  target: string;
+  saturationRps: number;
+  saturationTool: string;
+  saturationErrors: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  fixedRateRps: number;
+  fixedErrors: number;
+  cpuSecPer1kAtFixedRate: number | null;
+  cpuSecPer1kAtSaturation: number | null;
+  peakRssMiB: number | null;
+}
+
+function readPort(proc: ChildProcess): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error('child did not report its port')), 15_000);
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c;
+      const m = /^(\d+)\n/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`child exited (${code}) before listening`)));
+  });
+}
+
+async function waitListening(port: number): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = createConnection(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function stop(proc: ChildProcess | null): Promise<void> {
+  if (!proc || proc.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    proc.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    proc.kill('SIGTERM');
+  });
+}
+
+async function startEtz(dir: string, upstreamPort: number): Promise<Target> {
+  const port = await freePort();
+  const file = join(dir, 'etz-sidecar.yaml');
+  await writeFile(
+    file,
+    [
+      'service: { name: bench, version: v1 }',
+      `inbound: { host: 127.0.0.1, port: ${port}, appPort: ${upstreamPort} }`,
+      'outbound: { enabled: false }',
+      'admin: { enabled: false }',
+      'logging: { level: warn }',
+      'telemetry: { enabled: false }',
+      '',
+    ].join('\n'),
+  );
+  const proc = spawn(process.execPath, [ETZ_MAIN, 'sidecar', '-c', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitListening(port);
+  return { name: 'etz', port, proc };
+}
+
+async function startNginx(dir: string, upstreamPort: number): Promise<Target | null> {
+  if (!haveCommand('nginx')) {
+    process.stderr.write('nginx is not installed (apt-get install nginx-light): skipping the nginx row\n');
+    return null;
+  }
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  // One worker, no master: a single process, comparable to one Node sidecar, measurable by pid.
+  await writeFile(
+    conf,
+    `daemon off;
+master_process off;
+worker_processes 1;
+pid ${join(dir, 'nginx.pid')};
+error_log ${join(dir, 'nginx-error.log')} warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir};
+  proxy_temp_path ${dir};
+  fastcgi_temp_path ${dir};
+  uwsgi_temp_path ${dir};
+  scgi_temp_path ${dir};
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 256; }
+  server {
+    listen 127.0.0.1:${port};
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_buffering off;
+    }
+  }
+}
+`,
+  );
+  const proc = spawn('nginx', ['-c', conf, '-p', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitListening(port);
+  return { name: 'nginx', port, proc };
+}
+
+async function startHttpProxy(upstreamPort: number): Promise<Target> {
+  const proc = spawn(process.execPath, [join(here, 'http-proxy-server.js'), String(upstreamPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return { name: 'http-proxy', port: await readPort(proc), proc };
+}
+
+async function measure(t: Target, opts: { connections: number; seconds: number; rate: number }): Promise<Row> {
+  const url = `http://127.0.0.1:${t.port}/`;
+  // Warm up connections and JIT before measuring.
+  await saturate(url, opts.connections, 2);
+  const pid = t.proc?.pid;
+  const cpu0 = pid ? await cpuSeconds(pid) : null;
+  const sat = await saturate(url, opts.connections, opts.seconds);
+  const cpu1 = pid ? await cpuSeconds(pid) : null;
+  const fixed = await fixedRate(url, opts.rate, opts.seconds);
+  const cpu2 = pid ? await cpuSeconds(pid) : null;
+  const per1k = (a: number | null, b: number | null, n: number): number | null =>
+    a === null || b === null || n === 0 ? null : Math.round(((b - a) / (n / 1000)) * 10000) / 10000;
+  return {
+    target: t.name,
+    saturationRps: Math.round(sat.rps),
+    saturationTool: sat.tool,
+    saturationErrors: sat.errors,
+    p50Ms: fixed.p50Ms,
+    p99Ms: fixed.p99Ms,
+    fixedRateRps: Math.round(fixed.rps),
+    fixedErrors: fixed.errors,
+    cpuSecPer1kAtFixedRate: per1k(cpu1, cpu2, fixed.requests),
+    cpuSecPer1kAtSaturation: per1k(cpu0, cpu1, sat.requests),
+    peakRssMiB: pid ? await peakRssMiB(pid) : null,
+  };
+}
+
+export async function run(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      connections: { type: 'string', default: '64' },
+      duration: { type: 'string', default: '8' },
+      rate: { type: 'string', default: '1000' },
+      only: { type: 'string' },
+    },
+  });
+  const opts = { connections: Number(values.connections), seconds: Number(values.duration), rate: Number(values.rate) };
+  const only = values.only ? new Set(values.only.split(',')) : null;
+  const dir = await mkdtemp(join(tmpdir(), 'etz-bench-http-'));
+  const upstream = spawn(process.execPath, [join(here, 'upstream.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const procs: ChildProcess[] = [upstream];
+  const rows: Row[] = [];
+  try {
+    const upstreamPort = await readPort(upstream);
+    const starters: [string, () => Promise<Target | null>][] = [
+      ['direct', async () => ({ name: 'direct', port: upstreamPort, proc: null })],
+      ['etz', () => startEtz(dir, upstreamPort)],
+      ['nginx', () => startNginx(dir, upstreamPort)],
+      ['http-proxy', () => startHttpProxy(upstreamPort)],
+    ];
+    for (const [name, start] of starters) {
+      if (only && !only.has(name)) continue;
+      const t = await start();
+      if (!t) continue;
+      if (t.proc) procs.push(t.proc);
+      process.stderr.write(`measuring ${name} …\n`);
+      try {
+        rows.push(await measure(t, opts));
+      } finally {
+        await stop(t.proc);
+      }
+    }
+  } finally {
+    for (const p of procs) await stop(p);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  const by = (n: string): Row | undefined => rows.find((r) => r.target === n);
+  const ratio = (a?: number | null, b?: number | null): number | null => (a && b ? Math.round((a / b) * 100) / 100 : null);
+  const etz = by('etz');
+  const ratios = {
+    etzOverHttpProxyThroughput: ratio(etz?.saturationRps, by('http-proxy')?.saturationRps),
+    etzOverNginxThroughput: ratio(etz?.saturationRps, by('nginx')?.saturationRps),
+    etzOverDirectThroughput: ratio(etz?.saturationRps, by('direct')?.saturationRps),
+    etzCpuOverNginxCpu: ratio(etz?.cpuSecPer1kAtFixedRate, by('nginx')?.cpuSecPer1kAtFixedRate),
+  };
+  const targets = {
+    etzAtLeast2xHttpProxy: ratios.etzOverHttpProxyThroughput === null ? null : ratios.etzOverHttpProxyThroughput >= 2,
+    etzCpuPer1kAtMost0_10: etz?.cpuSecPer1kAtFixedRate == null ? null : etz.cpuSecPer1kAtFixedRate <= 0.1,
+  };
+  process.stdout.write(
+    `\nHTTP proxy benchmark: 1 KiB responses, ${opts.connections} connections for saturation, ${opts.rate} req/s fixed rate, ${opts.seconds}s each\n\n` +
+      table(
+        ['target', 'sat. req/s', 'p50 ms @rate', 'p99 ms @rate', 'CPU-s/1k @rate', 'CPU-s/1k @sat', 'peak RSS MiB', 'errors'],
+        rows.map((r) => [r.target, r.saturationRps, r.p50Ms, r.p99Ms, r.cpuSecPer1kAtFixedRate, r.cpuSecPer1kAtSaturation, r.peakRssMiB, r.saturationErrors + r.fixedErrors]),
+      ) +
+      `\n\netz/http-proxy throughput ${ratios.etzOverHttpProxyThroughput ?? '–'}× (target ≥ 2), etz/nginx ${ratios.etzOverNginxThroughput ?? '–'}×, ` +
+      `etz/direct ${ratios.etzOverDirectThroughput ?? '–'}×; etz CPU ${etz?.cpuSecPer1kAtFixedRate ?? '–'} s per 1000 requests (target ≤ 0.10)\n`,
+  );
+  const file = await writeResults('http', {
+    benchmark: 'http',
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    options: opts,
+    rows,
+    ratios,
+    targets,
+  });
+  process.stdout.write(`results: ${file}\n`);
+}
