@@ -1,4 +1,3 @@
-import { LRUCache } from 'lru-cache';
 import { Counter, Gauge, Histogram, DURATION_BUCKETS_MS, type Registry } from '../core/metrics.js';
 import type { UpstreamConnector } from './upstream/connector.js';
 
@@ -23,8 +22,12 @@ export interface SidecarMetrics {
   localReplies: Counter<'reason'>;
   /** Connectors whose pools the gauges report; the engine keeps this set current. */
   connectors: Set<{ direction: string; connector: UpstreamConnector }>;
-  /** Bound label children by label key, so a request does no label hashing. */
-  children: LRUCache<string, { c: Counter.Internal; h: Histogram.Internal<string> }>;
+  /**
+   * Bound label children by label key, so a request does no label hashing. Label values come
+   * from the registry and verified identities, so the set is small; it is still capped (cleared
+   * when full) so that no input can grow it without bound.
+   */
+  children: Map<string, { c: Counter.Internal; h: Histogram.Internal<string> }>;
 }
 
 const byRegistry = new WeakMap<Registry, SidecarMetrics>();
@@ -72,7 +75,7 @@ export function sidecarMetrics(registry: Registry): SidecarMetrics {
       registers: [registry],
     }),
     connectors,
-    children: new LRUCache({ max: 4096 }),
+    children: new Map(),
   };
   byRegistry.set(registry, m);
   return m;

@@ -9,6 +9,8 @@ import { serviceOfPeer } from '../telemetry.js';
  * (source = the verified peer, or "unknown"), outbound as the source. Label children are cached
  * by their joined values, so a request costs one string join and a map lookup, not label hashing.
  */
+const MAX_CHILDREN = 4096;
+
 export const metricsFilter: FilterFactory<SidecarConfig> = {
   name: 'metrics',
   schema: {},
@@ -38,6 +40,7 @@ export const metricsFilter: FilterFactory<SidecarConfig> = {
         const key = `${reporter}\u0000${sw}\u0000${sv}\u0000${dw}\u0000${dv}\u0000${code}`;
         let child = m.children.get(key);
         if (child === undefined) {
+          if (m.children.size >= MAX_CHILDREN) m.children.clear();
           child = {
             c: m.requests.labels(reporter, sw, sv, dw, dv, code),
             h: m.duration.labels(reporter, sw, sv, dw, dv, code),
