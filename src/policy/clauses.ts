@@ -38,14 +38,20 @@ export interface Clause {
   readonly test: Pred;
 }
 
+// Several clauses of one evaluation read the namespace of the same principal: derive it once.
+let lastPrincipal = '';
+let lastNamespace: string | undefined;
+
 export function sourceNamespace(req: PolicyRequest): string | undefined {
   if (req.sourceNamespace !== undefined) return req.sourceNamespace;
   const p = req.sourcePrincipal;
   if (p === undefined) return undefined;
+  if (p === lastPrincipal) return lastNamespace;
   const i = p.indexOf('/ns/');
-  if (i < 0) return undefined;
-  const j = p.indexOf('/', i + 4);
-  return j < 0 ? p.slice(i + 4) : p.slice(i + 4, j);
+  const j = i < 0 ? -1 : p.indexOf('/', i + 4);
+  lastPrincipal = p;
+  lastNamespace = i < 0 ? undefined : j < 0 ? p.slice(i + 4) : p.slice(i + 4, j);
+  return lastNamespace;
 }
 
 type Getter = (req: PolicyRequest) => string | undefined;
@@ -67,8 +73,34 @@ const LIST_GETTERS: Partial<Record<Attr, ListGetter>> = {
   destZones: (r) => r.destZones,
 };
 
+/**
+ * The hot positive clauses, with the attribute read inline (no getter call) and a single exact
+ * value compared inline (no matcher call): most rules name one principal, method or path.
+ */
+function positive(attr: Attr, m: Matcher): Pred | undefined {
+  const only = (m as Matcher & { only?: string }).only;
+  switch (attr) {
+    case 'sourcePrincipal':
+      return only !== undefined ? (r) => r.sourcePrincipal === only : (r) => r.sourcePrincipal !== undefined && m(r.sourcePrincipal);
+    case 'method':
+      return only !== undefined ? (r) => r.method === only : (r) => r.method !== undefined && m(r.method);
+    case 'path':
+      return only !== undefined ? (r) => r.path === only : (r) => r.path !== undefined && m(r.path);
+    case 'sourceIp':
+      return (r) => r.sourceIp !== undefined && m(r.sourceIp);
+    case 'requestPrincipal':
+      return only !== undefined ? (r) => r.requestPrincipal === only : (r) => r.requestPrincipal !== undefined && m(r.requestPrincipal);
+    case 'destVersion':
+      return only !== undefined ? (r) => r.destVersion === only : undefined;
+    default:
+      return undefined;
+  }
+}
+
 /** Positive: the attribute is present and matches. Negative: absent, or matches none. */
 function scalar(field: string, attr: Attr, m: Matcher, negate: boolean): Clause {
+  const fast = negate ? undefined : positive(attr, m);
+  if (fast) return { field, attr, test: fast };
   const get = GETTERS[attr]!;
   const test: Pred = negate
     ? (r) => {

@@ -89,8 +89,14 @@ function keyFn(prefix: string, plan: KeyPlan): KeyFn {
 }
 
 function firstMatch(p: CompiledPolicy, r: PolicyRequest): CompiledRule | undefined {
-  for (const rule of p.rules) if (rule.test(r)) return rule;
+  const rules = p.rules;
+  for (let i = 0; i < rules.length; i++) if (rules[i]!.test(r)) return rules[i];
   return undefined;
+}
+
+/** Most policies select by service alone (the index already matched it): skip the call. */
+function selects(p: CompiledPolicy, r: PolicyRequest): boolean {
+  return p.selector.length === 0 || p.selects(r);
 }
 
 function freeze(d: AuthzDecision): AuthzDecision {
@@ -171,45 +177,75 @@ export class AuthorizationEngine {
     return d;
   }
 
+  // Decisions are values: the same rule (or default) always yields the same one, so an uncached
+  // evaluation allocates nothing unless AUDIT policies matched. Bounded by the rules of the set.
+  readonly #byRule = new Map<CompiledRule, AuthzDecision>();
+  readonly #noMatch = new Map<DestinationEntry, AuthzDecision>();
+
+  #ruleDecision(p: CompiledPolicy, rule: CompiledRule, au: readonly RuleRef[]): AuthzDecision {
+    if (au.length === 0) {
+      const memo = this.#byRule.get(rule);
+      if (memo !== undefined) return memo;
+    }
+    const deny = p.action === 'DENY';
+    const d = freeze({
+      allowed: !deny,
+      by: { policy: p.id, rule: rule.index },
+      basis: deny ? 'deny-rule' : 'allow-rule',
+      reason: deny ? `denied by policy ${p.id} rule ${rule.index} (DENY)` : `allowed by policy ${p.id} rule ${rule.index}`,
+      audits: au,
+    });
+    if (au.length === 0) this.#byRule.set(rule, d);
+    return d;
+  }
+
+  #noAllowMatch(e: DestinationEntry, r: PolicyRequest, au: readonly RuleRef[]): AuthzDecision {
+    let selecting = 0;
+    for (const p of e.allow) if (p.selects(r)) selecting++;
+    const all = selecting === e.allow.length;
+    if (all && au.length === 0) {
+      const memo = this.#noMatch.get(e);
+      if (memo !== undefined) return memo;
+    }
+    const ids = e.allow.filter((p) => p.selects(r)).map((p) => p.id);
+    const names = ids.length > 3 ? `${ids.slice(0, 3).join(', ')} and ${ids.length - 3} more` : ids.join(', ');
+    const d = freeze({
+      allowed: false,
+      basis: 'no-allow-match',
+      reason: `denied: no rule of the ALLOW policies selecting ${r.destService} matched (${names})`,
+      audits: au,
+    });
+    if (all && au.length === 0) this.#noMatch.set(e, d);
+    return d;
+  }
+
   #decide(e: DestinationEntry, r: PolicyRequest): AuthzDecision {
     let audits: RuleRef[] | undefined;
-    for (const p of e.audit) {
-      if (!p.selects(r)) continue;
+    const audit = e.audit;
+    for (let i = 0; i < audit.length; i++) {
+      const p = audit[i]!;
+      if (!selects(p, r)) continue;
       const rule = firstMatch(p, r);
       if (rule) (audits ??= []).push({ policy: p.id, rule: rule.index });
     }
     const au = audits ? Object.freeze(audits) : NO_AUDITS;
-    for (const p of e.deny) {
-      if (!p.selects(r)) continue;
+    const deny = e.deny;
+    for (let i = 0; i < deny.length; i++) {
+      const p = deny[i]!;
+      if (!selects(p, r)) continue;
       const rule = firstMatch(p, r);
-      if (rule) {
-        return freeze({
-          allowed: false,
-          by: { policy: p.id, rule: rule.index },
-          basis: 'deny-rule',
-          reason: `denied by policy ${p.id} rule ${rule.index} (DENY)`,
-          audits: au,
-        });
-      }
+      if (rule) return this.#ruleDecision(p, rule, au);
     }
-    let selecting: string[] | undefined;
-    for (const p of e.allow) {
-      if (!p.selects(r)) continue;
+    let selected = false;
+    const allow = e.allow;
+    for (let i = 0; i < allow.length; i++) {
+      const p = allow[i]!;
+      if (!selects(p, r)) continue;
+      selected = true;
       const rule = firstMatch(p, r);
-      if (rule) {
-        return freeze({ allowed: true, by: { policy: p.id, rule: rule.index }, basis: 'allow-rule', reason: `allowed by policy ${p.id} rule ${rule.index}`, audits: au });
-      }
-      (selecting ??= []).push(p.id);
+      if (rule) return this.#ruleDecision(p, rule, au);
     }
-    if (selecting) {
-      const names = selecting.length > 3 ? `${selecting.slice(0, 3).join(', ')} and ${selecting.length - 3} more` : selecting.join(', ');
-      return freeze({
-        allowed: false,
-        basis: 'no-allow-match',
-        reason: `denied: no rule of the ALLOW policies selecting ${r.destService} matched (${names})`,
-        audits: au,
-      });
-    }
+    if (selected) return this.#noAllowMatch(e, r, au);
     if (au.length === 0) return this.#default(r.destService);
     const allowed = this.#c.defaults.authorization === 'ALLOW';
     return freeze({

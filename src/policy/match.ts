@@ -67,7 +67,11 @@ function finish(exact: Set<string>, prefixes: string[], suffixes: string[], rege
   if (onlyExact) {
     if (exact.size === 1) {
       const only = [...exact][0]!;
-      return lower ? (v) => v.toLowerCase() === only : (v) => v === only;
+      if (lower) return (v) => v.toLowerCase() === only;
+      const eq: Matcher = (v) => v === only;
+      // Lets a clause compare the attribute inline instead of calling the matcher.
+      (eq as Matcher & { only?: string }).only = only;
+      return eq;
     }
     return lower ? (v) => exact.has(v.toLowerCase()) : (v) => exact.has(v);
   }
@@ -91,19 +95,30 @@ export type ParsedIp = { v: 4; n: number } | { v: 6; n: bigint };
 
 export function parseIp(s: string): ParsedIp | null {
   if (s.startsWith('::ffff:') && s.includes('.')) s = s.slice(7);
-  if (s.includes('.') && !s.includes(':')) {
-    const parts = s.split('.');
-    if (parts.length !== 4) return null;
-    let n = 0;
-    for (const part of parts) {
-      if (!/^\d{1,3}$/.test(part)) return null;
-      const b = Number(part);
-      if (b > 255) return null;
-      n = n * 256 + b;
-    }
-    return { v: 4, n };
-  }
+  if (s.includes('.') && !s.includes(':')) return parseIpv4(s);
   return parseIpv6(s);
+}
+
+// Hand-rolled: this runs per request on uncached decisions, where split/RegExp garbage shows up.
+function parseIpv4(s: string): ParsedIp | null {
+  let n = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || ++dots > 3) return null;
+      n = n * 256 + part;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      part = part * 10 + (c - 48);
+      if (++digits > 3 || part > 255) return null;
+    } else return null;
+  }
+  if (dots !== 3 || digits === 0) return null;
+  return { v: 4, n: n * 256 + part };
 }
 
 function parseIpv6(s: string): ParsedIp | null {
