@@ -289,7 +289,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   private startHeartbeat(): void {
     this.stopHeartbeat();
     const every = this.o.heartbeatMs ?? 10_000;
-    const idle = this.o.idleTimeoutMs ?? every * 3.5;
+    // The manager heartbeats every 10 s by default; silence well past that means a dead stream.
+    const idle = this.o.idleTimeoutMs ?? 45_000;
     this.hbTimer = setInterval(() => {
       if (Date.now() - this.lastFrame > idle) {
         this.logger.warn('control stream silent; reconnecting');
