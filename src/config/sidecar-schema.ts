@@ -1,5 +1,6 @@
 import type { Schema } from 'ajv';
 import { loadConfig } from './load.js';
+import { meshTlsSchema, type MeshTlsConfig } from '../sidecar/tls/config.js';
 
 /**
  * The sidecar's config file. Static sections (service, listeners, timeouts, limits, registry,
@@ -55,6 +56,8 @@ export interface SidecarConfig {
   telemetry: { enabled: boolean };
   drain: { timeoutMs: number };
   resources: Record<string, unknown>;
+  /** Mesh mTLS (src/sidecar/tls/config.ts); absent: plaintext unless an identity is passed in code. */
+  tls?: MeshTlsConfig;
 }
 
 const port = { type: 'integer', minimum: 0, maximum: 65535 } as const;
@@ -194,6 +197,7 @@ export const sidecarSchema: Schema = {
     // Validated per key by the filter registry (src/sidecar/filters/index.ts), not here: each filter
     // owns the schema of its resource.
     resources: { type: 'object', default: {} },
+    tls: meshTlsSchema,
   },
 };
 

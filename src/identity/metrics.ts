@@ -5,6 +5,7 @@ export interface IdentityMetrics {
   handshakeFailures: Counter<'direction' | 'reason'>;
   csrRejected: Counter<'reason'>;
   rotations: Counter<'identity' | 'outcome'>;
+  handshakes: Counter<'direction' | 'resumed'>;
 }
 
 // One set per registry: several listeners and the CA share the same series names.
@@ -17,6 +18,7 @@ export function identityMetrics(registry: Registry): IdentityMetrics {
     certExpiry: new Gauge({ name: 'etz_cert_expiry_timestamp_seconds', help: 'notAfter of the workload certificate in force, per identity (Unix seconds).', labelNames: ['identity'], registers: [registry] }),
     handshakeFailures: new Counter({ name: 'etz_tls_handshake_failures_total', help: 'TLS connections refused, by direction and reason.', labelNames: ['direction', 'reason'], registers: [registry] }),
     csrRejected: new Counter({ name: 'etz_csr_rejected_total', help: 'Certificate signing requests refused by the CA, by reason.', labelNames: ['reason'], registers: [registry] }),
+    handshakes: new Counter({ name: 'etz_tls_handshakes_total', help: 'Accepted mTLS connections, by direction and whether the TLS session was resumed.', labelNames: ['direction', 'resumed'], registers: [registry] }),
     rotations: new Counter({ name: 'etz_cert_rotations_total', help: 'Workload certificate renewals, by identity and outcome.', labelNames: ['identity', 'outcome'], registers: [registry] }),
   };
   byRegistry.set(registry, m);

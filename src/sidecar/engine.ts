@@ -15,6 +15,8 @@ import { UpstreamConnector, type ConnectorOptions } from './upstream/connector.j
 import { transportFor, type UpstreamTransport } from './upstream/transport.js';
 import { sidecarMetrics, type SidecarMetrics } from './metrics.js';
 import { selfInfo, type TelemetrySink } from './telemetry.js';
+import { setupSidecarTls, type SidecarTls } from './tls/sidecar-tls.js';
+import type { WorkloadIdentity } from './tls/workload-identity.js';
 
 /**
  * The sidecar's private engine: owns the listeners, compiles a chain per listener per config
@@ -30,6 +32,11 @@ export interface SidecarOptions {
   serverFactory?: ServerFactory;
   /** Replace how upstream connections are made per direction and version (mTLS origination). */
   transport?: (direction: Direction, config: SidecarConfig, resources: Readonly<Record<string, unknown>>) => UpstreamTransport;
+  /**
+   * The workload identity (e.g. from enrollment with the zone manager); turns mesh mTLS on with
+   * the config's `tls` section or its defaults. Without it, `tls` files or caDir provide one.
+   */
+  identity?: WorkloadIdentity;
   /** Filter registry override, for tests of the chain machinery. */
   filters?: readonly FilterFactory[];
   extraResources?: Readonly<Record<string, Schema>>;
@@ -61,6 +68,7 @@ export class SidecarEngine {
   #resources: Record<string, unknown> = {};
   #ready = false;
   #closing: Promise<void> | undefined;
+  #tls: SidecarTls | null = null;
   #applying: Promise<void> = Promise.resolve();
 
   private constructor(config: SidecarConfig, opts: SidecarOptions) {
@@ -77,6 +85,7 @@ export class SidecarEngine {
     const config = validateConfig<SidecarConfig>('(sidecar config)', sidecarSchema, structuredClone(input));
     const engine = new SidecarEngine(config, opts);
     try {
+      engine.#tls = await setupSidecarTls(config, { ...(opts.identity ? { identity: opts.identity } : {}), registry: engine.registry, logger: engine.logger });
       await engine.#listen();
     } catch (err) {
       await engine.#destroy();
@@ -109,7 +118,7 @@ export class SidecarEngine {
   }
 
   #build(direction: Direction, resources: Record<string, unknown>, version: number, shared: ListenerShared, previous?: UpstreamConnector) {
-    const transport = (this.#opts.transport ?? transportFor)(direction, this.config, resources);
+    const transport = (this.#opts.transport ?? this.#tls?.transport ?? transportFor)(direction, this.config, resources);
     const connector = new UpstreamConnector(transport, this.#connectorOptions(), previous);
     try {
       const clusters = buildClusters(direction, this.config);
@@ -144,7 +153,7 @@ export class SidecarEngine {
         release: undefined,
       };
       const { chain, connector } = this.#build(direction, resources, 0, shared);
-      const listener = new HttpListener(direction, c, chain, this.#opts.serverFactory ?? createListenerServer);
+      const listener = new HttpListener(direction, c, chain, this.#opts.serverFactory ?? this.#tls?.serverFactory ?? createListenerServer);
       shared.release = listener.release;
       const gauge = { direction, connector };
       this.metrics.connectors.add(gauge);
@@ -230,6 +239,7 @@ export class SidecarEngine {
     await Promise.all(this.#slots.map((s) => s.listener.drain(drainMs)));
     await Promise.all(this.#slots.map((s) => s.connector.destroy()));
     for (const s of this.#slots) this.metrics.connectors.delete(s.gauge);
+    this.#tls?.close();
     await this.#closeAdmin();
   }
 
@@ -248,6 +258,7 @@ export class SidecarEngine {
       await s.connector.destroy();
       this.metrics.connectors.delete(s.gauge);
     }
+    this.#tls?.close();
     if (this.#admin?.listening) await this.#closeAdmin();
   }
 }

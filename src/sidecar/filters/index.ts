@@ -3,6 +3,7 @@ import type { FilterFactory } from '../filter.js';
 import { requestIdFilter } from './request-id.js';
 import { accessLogFilter } from './access-log.js';
 import { metricsFilter } from './metrics.js';
+import { identityFilter } from './identity.js';
 import { routerFilter } from './router.js';
 import { principalFilter } from '../principal.js';
 import { rateLimitFilter } from './rate-limit.js';
@@ -21,6 +22,7 @@ export const FILTERS: readonly FilterFactory<any>[] = [
   requestIdFilter,
   accessLogFilter,
   metricsFilter,
+  identityFilter,
   principalFilter,
   zoneRulesFilter,
   authorizationFilter,

@@ -73,7 +73,8 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
   const { mode, identity } = opts;
   if (mode === 'DISABLE') return { mode, tlsServer: null, close() {} };
   const logger = opts.logger ?? nullLogger;
-  const failures = opts.metrics ? identityMetrics(opts.metrics).handshakeFailures : undefined;
+  const m = opts.metrics ? identityMetrics(opts.metrics) : undefined;
+  const failures = m?.handshakeFailures;
   const domains = new Set(opts.trustDomains ?? [identity.spiffeId.slice('spiffe://'.length).split('/')[0]!]);
   const timeoutMs = identity.settings.handshakeTimeoutMs;
   const pending = new Set<Socket>();
@@ -110,6 +111,7 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
     }
     if (!domains.has(peer.trustDomain)) return refuse(tls, 'foreign_trust_domain', peer.spiffeId);
     peers.set(tls, peer);
+    m?.handshakes.inc({ direction: 'inbound', resumed: tls.isSessionReused() ? 'true' : 'false' });
     pass(tls);
   });
   tlsServer.on('tlsClientError', (err: Error, tls: TLSSocket) => {

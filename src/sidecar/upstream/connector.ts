@@ -58,7 +58,10 @@ export class UpstreamConnector {
 
   dispatcher(ep: Endpoint, cluster: Cluster): Dispatcher {
     const limits = this.poolLimits?.(cluster.name);
-    const key = limits === undefined ? ep.key : `${ep.key}|${limits.connections ?? ''}|${limits.maxRequestsPerClient ?? ''}`;
+    let key = limits === undefined ? ep.key : `${ep.key}|${limits.connections ?? ''}|${limits.maxRequestsPerClient ?? ''}`;
+    // A transport with its own connector verifies a per-service peer identity (mTLS): two services
+    // on one address must never share a pool, or one would pass the other's identity check.
+    if (this.transport.connector !== undefined) key = `${key}|${cluster.name}`;
     const hit = this.#pools.get(key);
     if (hit !== undefined) return hit.pool;
     const o = this.options;

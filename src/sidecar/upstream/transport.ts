@@ -1,3 +1,4 @@
+import type { buildConnector } from 'undici';
 import type { Cluster, Endpoint } from '../clusters.js';
 import type { Direction } from '../filter.js';
 import type { SidecarConfig } from '../../config/sidecar-schema.js';
@@ -12,6 +13,11 @@ export interface UpstreamTransport {
   readonly key: string;
   readonly protocol: 'http:' | 'https:';
   connectOptions(endpoint: Endpoint, cluster: Cluster): Record<string, unknown>;
+  /**
+   * A custom undici connector for this endpoint, instead of connectOptions: mTLS origination reads
+   * the rotating workload certificate at connect time through it. Undefined: connectOptions apply.
+   */
+  connector?(endpoint: Endpoint, cluster: Cluster, base: { timeout: number; noDelay?: boolean }): buildConnector.connector | undefined;
 }
 
 export const plainTransport: UpstreamTransport = Object.freeze({

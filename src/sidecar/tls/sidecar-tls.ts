@@ -1,0 +1,110 @@
+import type { Server } from 'node:http';
+import { ConfigError, EtzError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Registry } from '../../core/metrics.js';
+import type { SidecarConfig } from '../../config/sidecar-schema.js';
+import { loadCa } from '../../identity/ca.js';
+import { parseSpiffeId } from '../../identity/spiffe.js';
+import type { Cluster, Endpoint } from '../clusters.js';
+import type { Direction } from '../filter.js';
+import { createListenerServer } from '../listeners/server-factory.js';
+import type { UpstreamTransport } from '../upstream/transport.js';
+import { plainTransport } from '../upstream/transport.js';
+import type { MeshTlsConfig } from './config.js';
+import { attachInboundMtls } from './inbound.js';
+import { loadTlsMaterialFiles } from './material.js';
+import { DEFAULT_TLS, type TlsSettings } from './options.js';
+import { createMtlsConnector, type ConnectBase } from './outbound.js';
+import { WorkloadIdentity } from './workload-identity.js';
+
+/**
+ * Wires mesh mTLS into a sidecar: builds (or takes) the workload identity, and gives the engine
+ * its inbound server factory and per-direction upstream transport. Null when the config has no
+ * `tls` section and no identity was passed: the sidecar then runs plaintext, as configured.
+ */
+export interface SidecarTls {
+  readonly identity: WorkloadIdentity;
+  readonly config: MeshTlsConfig;
+  serverFactory(direction: Direction, config: SidecarConfig): Server;
+  transport(direction: Direction, config: SidecarConfig, resources: Readonly<Record<string, unknown>>): UpstreamTransport;
+  close(): void;
+}
+
+export interface SidecarTlsOptions {
+  identity?: WorkloadIdentity;
+  registry: Registry;
+  logger: Logger;
+}
+
+const DEFAULTS: MeshTlsConfig = {
+  mode: 'STRICT', trustDomain: 'etz.local', certTtlMs: 86_400_000, renewFraction: 0.5, minVersion: 'TLSv1.3',
+  cipherSuites: DEFAULT_TLS.cipherSuites, originate: true, plaintextServices: [], trustDomains: [],
+};
+
+export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOptions): Promise<SidecarTls | null> {
+  const section = (config as SidecarConfig & { tls?: Partial<MeshTlsConfig> }).tls;
+  if (section === undefined && opts.identity === undefined) return null;
+  const c: MeshTlsConfig = { ...DEFAULTS, ...section };
+  const settings: TlsSettings = { ...DEFAULT_TLS, minVersion: c.minVersion, cipherSuites: c.cipherSuites };
+  const spiffeId = c.spiffeId ?? `spiffe://${c.trustDomain}/ns/${config.service.namespace}/sa/${config.service.name}`;
+  try {
+    parseSpiffeId(spiffeId);
+  } catch (err) {
+    throw new ConfigError('(sidecar config)', '/tls/spiffeId', (err as Error).message);
+  }
+  const common = { metrics: opts.registry, logger: opts.logger, settings, renewFraction: c.renewFraction };
+  let identity = opts.identity;
+  let owned = false;
+  if (identity === undefined) {
+    owned = true;
+    if (c.certFile && c.keyFile && c.caFile) {
+      identity = new WorkloadIdentity(await loadTlsMaterialFiles({ certFile: c.certFile, keyFile: c.keyFile, caFile: c.caFile }), common);
+    } else if (c.caDir) {
+      const ca = await loadCa(c.caDir);
+      if (ca.trustDomain !== c.trustDomain) throw new ConfigError('(sidecar config)', '/tls/caDir', `the CA serves trust domain '${ca.trustDomain}', not '${c.trustDomain}'`);
+      identity = await WorkloadIdentity.fromLocalCa(ca, spiffeId, { ...common, ttlMs: c.certTtlMs });
+    } else if (c.mode !== 'DISABLE' || c.originate) {
+      throw new ConfigError('(sidecar config)', '/tls', 'mTLS needs an identity: set certFile/keyFile/caFile, or caDir, or enroll with the zone manager; or set mode: DISABLE and originate: false for plaintext');
+    }
+  }
+  if (identity !== undefined && identity.spiffeId !== spiffeId && c.spiffeId !== undefined) {
+    throw new EtzError('ETZ_ERR_TLS_MATERIAL', `the certificate is for '${identity.spiffeId}' but tls.spiffeId is '${spiffeId}'`);
+  }
+  const trustDomains = [identity ? identity.spiffeId.slice(9).split('/')[0]! : c.trustDomain, ...c.trustDomains];
+  const plaintext = new Set(c.plaintextServices);
+  const handles: Array<{ close(): void }> = [];
+
+  const transport: UpstreamTransport | null = identity !== undefined && c.originate
+    ? {
+      // Constant across rotations: pools (and their warm connections) survive a new certificate;
+      // the connector picks the new one up for new connections.
+      key: `mtls:${identity.spiffeId}:${[...plaintext].sort().join(',')}`,
+      protocol: 'http:',
+      connectOptions: () => ({}),
+      connector: (_ep: Endpoint, cluster: Cluster, base: ConnectBase) => (plaintext.has(cluster.name)
+        ? undefined
+        : createMtlsConnector({ identity: identity!, trustDomains, metrics: opts.registry, logger: opts.logger }, cluster.spiffeId, base)),
+    }
+    : null;
+
+  opts.logger.info({ identity: identity?.spiffeId, mode: c.mode, originate: c.originate && identity !== undefined }, 'mesh mTLS configured');
+  return {
+    identity: identity!,
+    config: c,
+    serverFactory(direction, sc) {
+      const server = createListenerServer(direction, sc);
+      if (direction === 'inbound' && identity !== undefined && c.mode !== 'DISABLE') {
+        handles.push(attachInboundMtls(server, { mode: c.mode, identity, trustDomains, metrics: opts.registry, logger: opts.logger }));
+      }
+      return server;
+    },
+    transport(direction) {
+      // Inbound talks to the local application on loopback: plaintext by design.
+      return direction !== 'inbound' && transport !== null ? transport : plainTransport;
+    },
+    close() {
+      for (const h of handles) h.close();
+      if (owned) identity?.stop();
+    },
+  };
+}
