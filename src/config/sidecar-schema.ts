@@ -30,6 +30,8 @@ export interface SidecarConfig {
   service: { name: string; version: string; instance: string; namespace: string };
   inbound: { enabled: boolean; host: string; port: number; appHost: string; appPort: number };
   outbound: { enabled: boolean; host: string; port: number };
+  /** The ingress gateway listener (`etz gateway`): external HTTP(S) in, routed into the mesh. */
+  gateway: { enabled: boolean; host: string; port: number; tls?: { certFile: string; keyFile: string } };
   admin: { enabled: boolean; host: string; port: number; token?: string };
   timeouts: {
     /** TCP (and TLS) connect to an upstream endpoint. */
@@ -113,6 +115,22 @@ export const sidecarSchema: Schema = {
         enabled: { type: 'boolean', default: true },
         host: { ...host, default: '127.0.0.1' },
         port: { ...port, default: 15001 },
+      },
+    },
+    gateway: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        host: { ...host, default: '0.0.0.0' },
+        port: { ...port, default: 8080 },
+        tls: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['certFile', 'keyFile'],
+          properties: { certFile: { type: 'string', minLength: 1 }, keyFile: { type: 'string', minLength: 1 } },
+        },
       },
     },
     admin: {

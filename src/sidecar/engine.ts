@@ -51,7 +51,7 @@ interface ListenerSlot {
   gauge: { direction: string; connector: UpstreamConnector };
 }
 
-const DIRECTIONS: readonly ('inbound' | 'outbound')[] = ['inbound', 'outbound'];
+const DIRECTIONS: readonly ('inbound' | 'outbound' | 'gateway')[] = ['inbound', 'outbound', 'gateway'];
 
 export class SidecarEngine {
   readonly config: SidecarConfig;
@@ -63,7 +63,7 @@ export class SidecarEngine {
   readonly #extra: Readonly<Record<string, Schema>>;
   readonly #slots: ListenerSlot[] = [];
   #admin: Server | undefined;
-  #ports = { inbound: 0, outbound: 0, admin: 0 };
+  #ports = { inbound: 0, outbound: 0, gateway: 0, admin: 0 };
   #version = 0;
   #resources: Record<string, unknown> = {};
   #ready = false;
@@ -94,7 +94,7 @@ export class SidecarEngine {
     return engine;
   }
 
-  get ports(): { inbound: number; outbound: number; admin: number } {
+  get ports(): { inbound: number; outbound: number; gateway: number; admin: number } {
     return { ...this.#ports };
   }
 

@@ -29,6 +29,11 @@ function connectionTokens(value: string, into: Set<string> | null): Set<string> 
 export function upstreamRequestHeaders(ctx: Ctx, proto: string): string[] {
   const raw = ctx.req.rawHeaders;
   const out: string[] = [];
+  // A header a filter sets replaces the client's copy (e.g. the verified x-etz-principal at the gateway).
+  const add = ctx.upstreamHeaders;
+  // At the edge, headers reserved for the mesh (x-etz-*) never come from outside: what the
+  // gateway established itself (the verified principal, its verdict) is added by its filters.
+  const edge = ctx.direction === 'gateway';
   let xff: string | undefined;
   let xfp: string | undefined;
   let extra: Set<string> | null = null;
@@ -50,6 +55,8 @@ export function upstreamRequestHeaders(ctx: Ctx, proto: string): string[] {
       case 'expect':
         continue;
     }
+    if (add !== undefined && overridden(add, lower)) continue;
+    if (edge && lower.startsWith('x-etz-')) continue;
     out.push(lower, raw[i + 1]!);
   }
   if (extra !== null) {
@@ -59,9 +66,13 @@ export function upstreamRequestHeaders(ctx: Ctx, proto: string): string[] {
   out.push('x-forwarded-for', xff === undefined ? ip : `${xff}, ${ip}`);
   out.push('x-forwarded-proto', xfp ?? proto);
   out.push('x-request-id', ctx.id);
-  const add = ctx.upstreamHeaders;
   if (add !== undefined) for (let i = 0; i < add.length; i++) out.push(add[i]!);
   return out;
+}
+
+function overridden(add: string[], lower: string): boolean {
+  for (let i = 0; i < add.length; i += 2) if (add[i] === lower) return true;
+  return false;
 }
 
 /** Upstream response headers (undici gives Buffers) → the flat list for res.writeHead. */

@@ -73,7 +73,11 @@ class PrincipalFilter implements HttpFilter {
     }
     if (this.trustHeader) {
       const v = rawHeader(raw, this.header);
-      if (v !== undefined && VALID.test(v)) ctx.principal = v;
+      if (v !== undefined && VALID.test(v)) {
+        ctx.principal = v;
+        // The gateway forwards only what it established: this copy replaces the client's.
+        if (this.forward && ctx.direction === 'gateway') (ctx.upstreamHeaders ??= []).push(this.header, v);
+      }
     }
     return undefined;
   }

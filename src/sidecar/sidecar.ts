@@ -24,7 +24,7 @@ export class Sidecar {
     return new Sidecar(await SidecarEngine.start(config, opts));
   }
 
-  get ports(): { inbound: number; outbound: number; admin: number } {
+  get ports(): { inbound: number; outbound: number; gateway: number; admin: number } {
     return this.#engine.ports;
   }
 

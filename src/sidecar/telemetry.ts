@@ -50,7 +50,7 @@ export function serviceOfPeer(ctx: RequestContext): string | undefined {
 }
 
 export function buildRequestRecord(ctx: RequestContext, self: SelfInfo, status: number, durationMs: number): RequestRecord {
-  const inbound = ctx.direction !== 'outbound';
+  const inbound = ctx.direction === 'inbound';
   let source: RequestRecord['source'];
   let destination: RequestRecord['destination'];
   if (inbound) {
@@ -59,7 +59,8 @@ export function buildRequestRecord(ctx: RequestContext, self: SelfInfo, status: 
     if (ctx.remoteAddress) source.ip = ctx.remoteAddress;
     destination = { ...self };
   } else {
-    source = { ...self };
+    // A gateway's traffic comes from outside the mesh: the source is "ingress" at the client's address.
+    source = ctx.direction === 'gateway' ? { service: 'ingress', ...(ctx.remoteAddress ? { ip: ctx.remoteAddress } : {}) } : { ...self };
     destination = { service: ctx.destination?.service ?? 'unknown' };
     const version = ctx.endpoint?.version ?? ctx.destination?.version;
     if (version) destination.version = version;

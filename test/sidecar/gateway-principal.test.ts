@@ -1,29 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { validateConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { JwtVerifier } from '../../src/sidecar/principal-jwt.js';
 import { compilePrincipal, principalSchema, type PrincipalResource } from '../../src/sidecar/principal.js';
 import type { LocalReply } from '../../src/sidecar/filter.js';
-import { fakeCtx, fakeEnv } from './routing-fixtures.js';
+import { b64u, fakeCtx, fakeEnv, makeJwt } from './routing-fixtures.js';
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const otherEc = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-
-function b64(o: unknown): string {
-  return Buffer.from(JSON.stringify(o)).toString('base64url');
-}
-
-export function makeJwt(alg: 'RS256' | 'ES256' | 'HS256', claims: Record<string, unknown>, key: KeyObject | string, kid?: string): string {
-  const head = `${b64({ alg, typ: 'JWT', ...(kid ? { kid } : {}) })}.${b64(claims)}`;
-  let sig: Buffer;
-  if (alg === 'HS256') sig = createHmac('sha256', key as string).update(head).digest();
-  else if (alg === 'RS256') sig = sign('sha256', Buffer.from(head), key as KeyObject);
-  else sig = sign('sha256', Buffer.from(head), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' });
-  return `${head}.${sig.toString('base64url')}`;
-}
 
 const now = Date.now();
 const exp = Math.floor(now / 1000) + 3600;
@@ -59,10 +46,10 @@ test('forged, expired, foreign and malformed tokens are refused with a reason', 
   assert.equal(r(makeJwt('RS256', { ...good, aud: 'other' }, rsa.privateKey)), 'audience not accepted');
   assert.equal(r(makeJwt('RS256', { ...good, sub: undefined }, rsa.privateKey)), 'claim sub missing');
   // alg "none" and a tampered payload.
-  assert.equal(r(`${b64({ alg: 'none' })}.${b64(good)}.`), 'malformed token');
+  assert.equal(r(`${b64u({ alg: 'none' })}.${b64u(good)}.`), 'malformed token');
   const t = makeJwt('RS256', good, rsa.privateKey);
   const parts = t.split('.');
-  assert.equal(r(`${parts[0]}.${b64({ ...good, sub: 'admin' })}.${parts[2]}`), 'bad signature');
+  assert.equal(r(`${parts[0]}.${b64u({ ...good, sub: 'admin' })}.${parts[2]}`), 'bad signature');
   assert.equal(r('not-a-token'), 'malformed token');
   assert.equal(r('a.b.c.d'), 'malformed token');
 });

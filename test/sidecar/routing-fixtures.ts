@@ -1,3 +1,4 @@
+import { createHmac, sign, type KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { nullLogger } from '../../src/core/logger.js';
 import { createRegistry, type Registry } from '../../src/core/metrics.js';
@@ -69,3 +70,18 @@ export function manualClock(start = 1_000_000): { now: () => number; advance(ms:
   let t = start;
   return { now: () => t, advance: (ms) => (t += ms) };
 }
+
+/** A signed JWT for tests (HS256 with a secret, RS256/ES256 with a private key). */
+export function b64u(o: unknown): string {
+  return Buffer.from(JSON.stringify(o)).toString('base64url');
+}
+
+export function makeJwt(alg: 'RS256' | 'ES256' | 'HS256', claims: Record<string, unknown>, key: KeyObject | string, kid?: string): string {
+  const head = `${b64u({ alg, typ: 'JWT', ...(kid ? { kid } : {}) })}.${b64u(claims)}`;
+  let sig: Buffer;
+  if (alg === 'HS256') sig = createHmac('sha256', key as string).update(head).digest();
+  else if (alg === 'RS256') sig = sign('sha256', Buffer.from(head), key as KeyObject);
+  else sig = sign('sha256', Buffer.from(head), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' });
+  return `${head}.${sig.toString('base64url')}`;
+}
+

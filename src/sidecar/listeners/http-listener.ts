@@ -180,7 +180,8 @@ export class HttpListener {
   }
 
   #resolveDestination(ctx: Ctx): void {
-    if (this.direction !== 'outbound') {
+    // Outbound and gateway listeners route by destination; inbound always goes to the local app.
+    if (this.direction === 'inbound') {
       ctx.destination = { ...this.#self };
       return;
     }

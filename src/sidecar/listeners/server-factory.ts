@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { ConfigError } from '../../core/errors.js';
 import type { Direction } from '../filter.js';
 import type { SidecarConfig } from '../../config/sidecar-schema.js';
 
@@ -26,8 +29,27 @@ export function serverOptions(config: SidecarConfig) {
   };
 }
 
-export const createListenerServer: ServerFactory = (_direction, config) => {
-  const server = createServer(serverOptions(config));
+function gatewayHttpsServer(config: SidecarConfig, tls: { certFile: string; keyFile: string }): Server {
+  const read = (file: string, field: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConfigError('(sidecar config)', `/gateway/tls/${field}`, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const cert = read(tls.certFile, 'certFile');
+  const key = read(tls.keyFile, 'keyFile');
+  try {
+    return createHttpsServer({ ...serverOptions(config), cert, key, minVersion: 'TLSv1.2' }) as unknown as Server;
+  } catch (err) {
+    throw new ConfigError('(sidecar config)', '/gateway/tls', `certificate or key unusable: ${(err as Error).message}`);
+  }
+}
+
+export const createListenerServer: ServerFactory = (direction, config) => {
+  const gwTls = direction === 'gateway' ? config.gateway.tls : undefined;
+  // The gateway terminates external HTTPS with the configured certificate (read once, at start).
+  const server = gwTls ? gatewayHttpsServer(config, gwTls) : createServer(serverOptions(config));
   // Node silently drops headers past maxHeadersCount; keep one more so the listener can see the
   // overflow and answer 431 instead.
   server.maxHeadersCount = config.limits.maxHeaders + 1;

@@ -74,6 +74,12 @@ export function parsePrincipals(res: PrincipalsResource | undefined): RemoteFlag
 
 export const ROUTE_ATTR = 'route';
 
+/**
+ * Set by the gateway on requests of a principal it flagged. A client sending it only sends itself
+ * to the safe destination, so it is not a privilege.
+ */
+export const SUSPICIOUS_HEADER = 'x-etz-suspicious';
+
 /** What routing decided, for the router. */
 export interface RouteDecision {
   readonly route: string;
@@ -133,8 +139,17 @@ class RoutingFilter implements HttpFilter {
     }
     let flagged = false;
     const principal = ctx.principal;
+    const gateway = ctx.direction === 'gateway';
     if (this.detector !== undefined && principal !== undefined) {
-      flagged = this.detector.observe(principal, ctx.id || undefined, this.now());
+      // Inside the mesh one user request fans out into calls sharing its x-request-id: count it
+      // once. At the gateway every request is a user request, and a client's own x-request-id is
+      // not to be trusted (reusing one would hide a scraper), so each one counts.
+      flagged = this.detector.observe(principal, gateway ? undefined : ctx.id || undefined, this.now());
+      // The gateway sees every request of a user: its verdict travels with the request, so the
+      // sidecars inside the mesh reroute at once even when their own share of the traffic is small.
+      if (gateway) {
+        if (flagged) (ctx.upstreamHeaders ??= []).push(SUSPICIOUS_HEADER, '1');
+      } else if (!flagged && rawHeader(ctx.req.rawHeaders, SUSPICIOUS_HEADER) === '1') flagged = true;
     }
     if (this.table.size === 0) return undefined;
     const route = this.table.match(ctx, new QueryCache(ctx.query));
@@ -183,8 +198,10 @@ export function compileRouting(config: RoutesResource | undefined, env: CompileE
   }
 
   const enabled = res.detector?.enabled ?? true;
-  // The detector only matters where a rule says where suspicious principals go.
-  const useDetector = enabled && table.hasSuspicious;
+  // The detector matters where a rule says where suspicious principals go, and at the gateway,
+  // which counts every user request and passes its verdict on.
+  const gatewayCounts = enabled && env.direction === 'gateway';
+  const useDetector = (enabled && table.hasSuspicious) || gatewayCounts;
   let detector: PrincipalDetector | undefined;
   if (useDetector) {
     detector = detectorFor(env.metrics);
@@ -198,7 +215,7 @@ export function compileRouting(config: RoutesResource | undefined, env: CompileE
       this.set(det.flagged(Date.now()).length);
     });
   }
-  if (table.size === 0) return null;
+  if (table.size === 0 && !gatewayCounts) return null;
   const reroutes = counter(env.metrics, 'etz_route_rerouted_total', 'Requests of flagged principals sent to a route\'s suspicious destination.', ['direction']).labels(env.direction);
   const d = detector;
   // Shared detector settings change when this version serves its first request, never at compile:

@@ -7,7 +7,7 @@ import { upstreamRequestHeaders } from '../headers.js';
 import { localReply } from '../local-reply.js';
 import { dispatchAttempt } from './attempt.js';
 import type { UpstreamConnector } from './connector.js';
-import { BodyLimit, onRequestTimeout, type ForwardOptions } from './forward.js';
+import { onRequestTimeout, requestBody, type ForwardOptions } from './forward.js';
 import { ProxyResponseHandler } from './stream-response.js';
 import { sendWithRetries, type DestinationTraffic, type SendObserver, type TryResult } from './resilience.js';
 import type { AttemptOutcome, RetryPolicy } from './retry-policy.js';
@@ -215,14 +215,7 @@ export function forwardResilient(
     // As in forward.ts: a malformed body in the same packet is refused before anything is sent.
     process.nextTick(() => {
       if (ctx.done || ctx.res.headersSent || ctx.req.destroyed) return;
-      let body: NodeJS.ReadableStream = ctx.req;
-      if (opts.maxBodyBytes > 0 && ctx.bodyLength === -1) {
-        const limit = new BodyLimit(opts.maxBodyBytes);
-        ctx.req.pipe(limit);
-        ctx.req.once('error', (err) => limit.destroy(err));
-        body = limit;
-      }
-      void run(ctx, cluster, connector, proto, endpoints, route, body);
+      void run(ctx, cluster, connector, proto, endpoints, route, requestBody(ctx, opts));
     });
     return;
   }
