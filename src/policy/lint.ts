@@ -1,3 +1,4 @@
+import { EtzError } from '../core/errors.js';
 import { cidrCovers, compileGlobs, compilePaths, globCovers, parseCidr } from './match.js';
 import { conditionHeader } from './load.js';
 import { policyId } from './load.js';
@@ -266,4 +267,18 @@ export function lintPolicies(docs: readonly PolicyDocument[]): Finding[] {
 export function formatFindings(findings: readonly Finding[]): string {
   if (findings.length === 0) return 'no conflicts\n';
   return `${findings.map((f) => `conflict [${f.kind}] ${f.message}`).join('\n')}\n${findings.length} conflict${findings.length === 1 ? '' : 's'}\n`;
+}
+
+/**
+ * What `apply` calls: the findings when forced (to report them), else an ETZ_ERR_POLICY_CONFLICT
+ * naming every clashing pair and why. `details.conflicts` carries the findings for --json output.
+ */
+export function checkConflicts(docs: readonly PolicyDocument[], opts: { force?: boolean } = {}): Finding[] {
+  const findings = lintPolicies(docs);
+  if (findings.length && !opts.force) {
+    throw new EtzError('ETZ_ERR_POLICY_CONFLICT', `refusing a policy set with ${findings.length} conflict${findings.length === 1 ? '' : 's'} (force to apply anyway):\n${findings.map((f) => `  [${f.kind}] ${f.message}`).join('\n')}`, {
+      details: { conflicts: findings },
+    });
+  }
+  return findings;
 }

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lintPolicies, formatFindings } from '../../src/policy/lint.js';
+import { checkConflicts, lintPolicies, formatFindings } from '../../src/policy/lint.js';
+import { EtzError } from '../../src/core/errors.js';
 import { AuthorizationEngine } from '../../src/policy/engine.js';
 import { formatExplanation } from '../../src/policy/explain.js';
 import { ATTACKER, PRODUCTPAGE, authz, netpol, req, set } from './helpers.js';
@@ -117,6 +118,17 @@ describe('conflict detection', () => {
       ],
     );
   });
+});
+
+test('checkConflicts refuses a conflicting set unless forced, naming the clash', () => {
+  const rule = { from: [{ principals: [PRODUCTPAGE] }] };
+  const docs = set(authz('a', { selector: sel, rules: [rule] }), authz('b', { selector: sel, action: 'DENY', rules: [rule] }));
+  assert.throws(
+    () => checkConflicts(docs),
+    (err: unknown) => err instanceof EtzError && err.code === 'ETZ_ERR_POLICY_CONFLICT' && err.status === 409 && /\[contradiction\] policy a rules\[0\] \(ALLOW\) contradicts policy b rules\[0\] \(DENY\)/.test(err.message),
+  );
+  assert.equal(checkConflicts(docs, { force: true }).length, 1);
+  assert.deepEqual(checkConflicts(set(authz('a', { selector: sel, rules: [rule] }))), []);
 });
 
 describe('explain', () => {
