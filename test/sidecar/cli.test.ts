@@ -20,7 +20,7 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 20_000): Promise<Run> {
+function run(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -118,7 +118,7 @@ test('SIGTERM drains: the request in flight completes, then the process exits 0'
     child.stderr!.on('data', (c: Buffer) => (stderr += c));
     try {
       let ports = null;
-      for (let i = 0; i < 400 && !(ports = portsFrom(stderr)); i++) await delay(10);
+      for (let i = 0; i < 3000 && !(ports = portsFrom(stderr)); i++) await delay(10);
       assert.ok(ports, `sidecar did not start: ${stderr}`);
       const inflight = request(`http://127.0.0.1:${ports.inbound}/slow`).then(async (r) => ({ status: r.statusCode, text: await r.body.text() }));
       for (let i = 0; i < 200 && up.seen.length === 0; i++) await delay(5);

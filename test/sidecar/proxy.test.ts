@@ -250,3 +250,18 @@ test('reports one telemetry record per request in the telemetry-record shape', a
   assert.equal(typeof rec.durationMs, 'number');
   assert.equal(rec.requestId, last().headers['x-request-id']);
 });
+
+test('Upgrade refused by the upstream: its answer reaches the client and the connection closes', async () => {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', verifyClient: () => false });
+  await once(wss, 'listening');
+  const wsc = await startSidecar((wss.address() as { port: number }).port);
+  try {
+    const ws = new WebSocket(`ws://127.0.0.1:${wsc.ports.inbound}/chat`);
+    ws.on('error', () => {});
+    const [, res] = (await once(ws, 'unexpected-response')) as [unknown, { statusCode: number }];
+    assert.equal(res.statusCode, 401);
+  } finally {
+    await wsc.close({ drainMs: 50 });
+    wss.close();
+  }
+});

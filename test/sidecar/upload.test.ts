@@ -36,7 +36,7 @@ test('a 1 GiB upload passes with flat sidecar memory', { skip: process.platform 
   child.stderr.on('data', (c: Buffer) => (stderr += c));
   try {
     let port = 0;
-    for (let i = 0; i < 400 && port === 0; i++) {
+    for (let i = 0; i < 3000 && port === 0; i++) {
       const m = /inbound :(\d+)/.exec(stderr);
       if (m) port = Number(m[1]);
       else await delay(10);
