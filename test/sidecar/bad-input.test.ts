@@ -193,3 +193,29 @@ test('a client disconnecting mid-upload aborts the upstream request and leaks no
     await sink.close();
   }
 });
+
+test('CONNECT is answered 400, not tunnelled', async () => {
+  const before = up.seen.length;
+  const res = await rawExchange(sc.ports.inbound, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+  assert.equal(statusOf(res), 400);
+  assert.match(res, /CONNECT is not supported/);
+  assert.equal(up.seen.length, before);
+});
+
+test('an upstream that stalls mid-body past the idle timeout ends the response early', async () => {
+  const staller = await startUpstream(undefined, {
+    stream: (_req, res) => {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('only part');
+    },
+  });
+  const sc2 = await startSidecar(staller.port, { timeouts: { idleMs: 300 } });
+  try {
+    const r = await request(`http://127.0.0.1:${sc2.ports.inbound}/`);
+    assert.equal(r.statusCode, 200);
+    await assert.rejects(r.body.text(), 'a truncated body, not a hang');
+  } finally {
+    await sc2.close({ drainMs: 50 });
+    await staller.close();
+  }
+});

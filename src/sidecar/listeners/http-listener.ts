@@ -57,6 +57,7 @@ export class HttpListener {
     this.server.on('request', this.#onRequest);
     this.server.on('upgrade', this.#onUpgrade);
     this.server.on('clientError', this.#onClientError);
+    this.server.on('connect', this.#onConnect);
     this.server.on(this.server instanceof TlsServer ? 'secureConnection' : 'connection', this.#onConnection);
   }
 
@@ -158,7 +159,8 @@ export class HttpListener {
   #begin(req: IncomingMessage, res: ServerResponse, upgrade: boolean): Ctx {
     const ctx = new Ctx(this.direction, req, res, this.#chain, upgrade);
     (res as CtxResponse)[kCtx] = ctx;
-    res.once('close', onResponseClose);
+    // 'close' fires once per response; `on` avoids the wrapper `once` would allocate.
+    res.on('close', onResponseClose);
     this.#inflight++;
     const conn = connectionOf(req.socket);
     if (conn !== undefined) conn.inflight++;
@@ -210,6 +212,11 @@ export class HttpListener {
     const ctx = this.#begin(req, res, true);
     ctx.upgradeHead = head;
     this.#admit(ctx);
+  };
+
+  /** CONNECT tunnels are not proxied: answer instead of letting Node drop the socket silently. */
+  readonly #onConnect = (req: IncomingMessage, socket: Duplex): void => {
+    sendRawLocalReply(socket as Socket, localReply('ETZ_ERR_BAD_REQUEST', `method ${req.method ?? 'CONNECT'} is not supported`), this.#chain.shared.localReplies);
   };
 
   readonly #onClientError = (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex): void => {
