@@ -34,9 +34,22 @@ export interface SubjectInfo {
   rateMean: number;
 }
 
+interface Slot {
+  info: SubjectInfo;
+  acc: WindowAcc;
+}
+
+/**
+ * One open window. Subjects are reached through nested maps keyed by the record's own strings, so
+ * the per-record path builds no key strings; the subject registry (an LRU) is touched once per
+ * subject per window, when its slot is created.
+ */
 interface Open {
   start: number;
-  accs: Map<string, WindowAcc>;
+  slots: Map<string, Slot>;
+  services: Map<string, Slot>;
+  instances: Map<string, Map<string, Slot>>;
+  edges: Map<string, Map<string, Slot>>;
   /** Requests entering the mesh from outside (the load that drives everything else). */
   ingress: number;
 }
@@ -163,18 +176,13 @@ export class EngineCore {
     this.zones.applyPolicies(ts);
   }
 
-  private acc(start: number, key: string): WindowAcc {
+  private window(start: number): Open {
     let w = this.open.get(start);
     if (!w) {
-      w = { start, accs: new Map(), ingress: 0 };
+      w = { start, slots: new Map(), services: new Map(), instances: new Map(), edges: new Map(), ingress: 0 };
       this.open.set(start, w);
     }
-    let a = w.accs.get(key);
-    if (!a) {
-      a = new WindowAcc();
-      w.accs.set(key, a);
-    }
-    return a;
+    return w;
   }
 
   private info(subject: Subject, key: string): SubjectInfo {
@@ -186,10 +194,56 @@ export class EngineCore {
     return s;
   }
 
-  private touch(subject: Subject, start: number): WindowAcc {
+  private slot(w: Open, subject: Subject): Slot {
     const key = subjectKey(subject);
-    this.info(subject, key);
-    return this.acc(start, key);
+    let sl = w.slots.get(key);
+    if (!sl) {
+      sl = { info: this.info(subject, key), acc: new WindowAcc() };
+      w.slots.set(key, sl);
+    }
+    return sl;
+  }
+
+  private service(w: Open, name: string): Slot {
+    let sl = w.services.get(name);
+    if (!sl) {
+      sl = this.slot(w, { kind: 'service', service: name });
+      w.services.set(name, sl);
+    }
+    return sl;
+  }
+
+  private instance(w: Open, service: string, instance: string, version: string | undefined): Slot {
+    let m = w.instances.get(service);
+    if (!m) {
+      m = new Map();
+      w.instances.set(service, m);
+    }
+    let sl = m.get(instance);
+    if (!sl) {
+      this.noteInstance(service, instance);
+      sl = this.slot(w, instanceSubject(service, instance, version));
+      m.set(instance, sl);
+    }
+    return sl;
+  }
+
+  private edge(w: Open, src: string, dst: string): Slot {
+    let m = w.edges.get(src);
+    if (!m) {
+      m = new Map();
+      w.edges.set(src, m);
+    }
+    let sl = m.get(dst);
+    if (!sl) {
+      sl = this.slot(w, { kind: 'edge', source: src, destination: dst });
+      m.set(dst, sl);
+    }
+    return sl;
+  }
+
+  private touch(subject: Subject, start: number): WindowAcc {
+    return this.slot(this.window(start), subject).acc;
   }
 
   private onRequest(r: RequestRecord, start: number): void {
@@ -211,28 +265,27 @@ export class EngineCore {
       a.bytesIn += bi;
       a.bytesOut += bo;
       a.latency(r.durationMs);
-      if (r.principal !== undefined) a.addPrincipal(r.principal);
     };
 
+    const w = this.window(start);
+    if (src === 'ingress') w.ingress++;
+
     // Destination service (inbound behaviour) with path novelty.
-    const dKey = `service:${dst}`;
-    const dInfo = this.info({ kind: 'service', service: dst }, dKey);
-    const dAcc = this.acc(start, dKey);
-    if (src === 'ingress') this.open.get(start)!.ingress++;
+    const d = this.service(w, dst);
+    const dInfo = d.info;
+    const dAcc = d.acc;
     inbound(dAcc);
+    if (r.principal !== undefined) dAcc.addPrincipal(r.principal);
     if (dAcc.addPath(r.path)) {
       if (dInfo.windows >= this.cfg.risk.warmupWindows && dInfo.seenPaths && !dInfo.seenPaths.has(r.path) && dInfo.seenPaths.size < MAX_SEEN * 2) dAcc.newPaths++;
     }
-    if (r.destination.instance !== undefined) {
-      this.noteInstance(dst, r.destination.instance);
-      inbound(this.touch(instanceSubject(dst, r.destination.instance, r.destination.version), start));
-    }
+    if (r.destination.instance !== undefined) inbound(this.instance(w, dst, r.destination.instance, r.destination.version).acc);
 
     // Source service (outbound behaviour) with edge novelty; traffic from outside has no source subject.
     if (src !== 'ingress') {
-      const sKey = `service:${src}`;
-      const sInfo = this.info({ kind: 'service', service: src }, sKey);
-      const sAcc = this.acc(start, sKey);
+      const sl = this.service(w, src);
+      const sInfo = sl.info;
+      const sAcc = sl.acc;
       sAcc.requestsOut++;
       if (sAcc.addDest(dst) && sInfo.windows >= this.cfg.risk.warmupWindows) {
         // -1 marks destinations learned during warm-up. A destination first seen after warm-up
@@ -242,16 +295,14 @@ export class EngineCore {
         if (first === undefined || (first >= 0 && (start - first < NOVELTY_WINDOWS * this.cfg.risk.windowMs || sInfo.score >= this.cfg.risk.levels.high))) (sAcc.newDests ??= []).push(dst);
       }
       if (r.source.instance !== undefined) {
-        this.noteInstance(src, r.source.instance);
-        const ia = this.touch(instanceSubject(src, r.source.instance, r.source.version), start);
+        const ia = this.instance(w, src, r.source.instance, r.source.version).acc;
         ia.requestsOut++;
         ia.addDest(dst);
       }
     }
 
     // Edge.
-    const eAcc = this.touch({ kind: 'edge', source: src, destination: dst }, start);
-    inbound(eAcc);
+    inbound(this.edge(w, src, dst).acc);
 
     // Threat intel on the caller, and per-request principal rules.
     const now = r.ts;
@@ -397,7 +448,8 @@ export class EngineCore {
     const at = start + W;
     const w = this.open.get(start);
     this.open.delete(start);
-    const active = w?.accs ?? new Map<string, WindowAcc>();
+    const active = new Map<string, WindowAcc>();
+    if (w) for (const [k, sl] of w.slots) active.set(k, sl.acc);
     const accs = new Map(active);
     // Subjects still carrying risk are scored in quiet windows too, so they can calm down.
     for (const s of this.subjects.values()) if (s.score > 0 && !accs.has(s.key)) accs.set(s.key, new WindowAcc());
@@ -498,7 +550,7 @@ export class EngineCore {
       scored.push({ key: info.key, subject: info.subject, score: r.score, level, reasons: r.reasons });
     }
     this.zones.onScores(scored, at, (k) => this.subjects.peek(k)?.score ?? 0);
-    this.traffic.closeWindow(at - this.cfg.risk.windowMs);
+    this.traffic.closeWindow(at - this.cfg.risk.windowMs, at);
     this.housekeeping(at);
   }
 

@@ -18,21 +18,23 @@ export interface PrincipalVerdict {
   to?: { service: string; version: string };
 }
 
+const RING = 16;
 const INTEL_POINTS = { low: 15, medium: 40, high: 70, critical: 90 } as const;
 
 export class PrincipalTracker {
   private readonly cfg: EngineConfig['risk']['principals'];
   private readonly scraping: SlidingWindowCounter;
   private readonly auth: SlidingWindowCounter;
-  // Recently seen (principal, requestId) pairs: fan-out records of one request count once.
-  private readonly seen: LRUCache<string, 1>;
+  // Per principal, the last few request ids (and which of them failed auth): the records of one
+  // request's fan-out arrive together, so a short ring is enough to count each request once.
+  private readonly recent: LRUCache<string, { ids: string[]; auth: string[]; head: number; aHead: number }>;
   private readonly flags = new Map<string, FlaggedPrincipal>();
 
   constructor(cfg: EngineConfig['risk']['principals']) {
     this.cfg = cfg;
     this.scraping = new SlidingWindowCounter({ limit: cfg.scraping.maxRequests, windowMs: cfg.scraping.windowMs, maxKeys: cfg.maxTracked });
     this.auth = new SlidingWindowCounter({ limit: cfg.authFailures.maxFailures, windowMs: cfg.authFailures.windowMs, maxKeys: cfg.maxTracked });
-    this.seen = new LRUCache({ max: Math.max(1000, cfg.maxTracked) });
+    this.recent = new LRUCache({ max: Math.max(1000, cfg.maxTracked) });
   }
 
   /** Judge one request; returns a verdict when the principal crosses a rule now. */
@@ -43,25 +45,24 @@ export class PrincipalTracker {
       return this.intelVerdict(p, ipHit, `requests from ${rec.source.ip} which matches threat-intel indicator ${ipHit.value}`);
     }
     let first = true;
+    const auth = (rec.status === 401 || rec.status === 403) && this.cfg.authFailures.enabled;
     if (rec.requestId !== undefined) {
-      const k = `${p}\u0000${rec.requestId}`;
-      first = !this.seen.has(k);
-      if (first) this.seen.set(k, 1);
-    }
-    if (!first) {
-      // A fan-out record: the request was counted; an auth failure deeper in the chain still counts once.
-      if ((rec.status === 401 || rec.status === 403) && this.cfg.authFailures.enabled) {
-        const k = `${p}\u0000${rec.requestId}\u0000auth`;
-        if (!this.seen.has(k)) {
-          this.seen.set(k, 1);
-          if (this.auth.hit(p, rec.ts)) return this.authVerdict(p);
-        }
+      let st = this.recent.get(p);
+      if (!st) {
+        st = { ids: [], auth: [], head: 0, aHead: 0 };
+        this.recent.set(p, st);
       }
-      return null;
-    }
-    if ((rec.status === 401 || rec.status === 403) && this.cfg.authFailures.enabled) {
-      if (rec.requestId !== undefined) this.seen.set(`${p}\u0000${rec.requestId}\u0000auth`, 1);
-      if (this.auth.hit(p, rec.ts)) return this.authVerdict(p);
+      first = !st.ids.includes(rec.requestId);
+      if (first) st.ids[st.head++ & (RING - 1)] = rec.requestId;
+      // An auth failure anywhere in the chain counts once per request.
+      if (auth) {
+        if (st.auth.includes(rec.requestId)) return null;
+        st.auth[st.aHead++ & (RING - 1)] = rec.requestId;
+        if (this.auth.hit(p, rec.ts)) return this.authVerdict(p);
+      }
+      if (!first) return null;
+    } else if (auth && this.auth.hit(p, rec.ts)) {
+      return this.authVerdict(p);
     }
     if (this.cfg.scraping.enabled && this.scraping.hit(p, rec.ts)) {
       const s = this.cfg.scraping;

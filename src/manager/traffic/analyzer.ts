@@ -7,7 +7,7 @@ import type { EngineEvent, RequestRecord, Subject } from '../risk/types.js';
  * per-window caps on keys, never by traffic volume.
  */
 
-const RESERVOIR = 64;
+const RESERVOIR = 32;
 const TOP_CAP = 64;
 const MAX_KEYS = 2000;
 const MAX_ANOMALIES = 1000;
@@ -20,15 +20,18 @@ class Stats {
   bytesOut = 0;
   lat: number[] = [];
   private latSeen = 0;
-  statuses = new Map<number, number>();
-  sources = new Map<string, number>();
-  principals = new Map<string, number>();
+  // Created on first use: most edges never see an error, and only services track callers.
+  statuses: Map<number, number> | null = null;
+  sources: Map<string, number> | null = null;
+  principals: Map<string, number> | null = null;
+
+  constructor(readonly who = true) {}
 
   add(r: RequestRecord): void {
     this.count++;
     if (r.status >= 500 || r.status === 0) this.e5xx++;
     else if (r.status >= 400) this.e4xx++;
-    if (r.status >= 400 || r.status === 0) bump(this.statuses, r.status);
+    if (r.status >= 400 || r.status === 0) bump((this.statuses ??= new Map()), r.status);
     this.bytesIn += r.bytesIn ?? 0;
     this.bytesOut += r.bytesOut ?? 0;
     const n = this.latSeen++;
@@ -37,8 +40,10 @@ class Stats {
       const slot = (Math.imul(n, 2654435761) >>> 0) % (n + 1);
       if (slot < RESERVOIR) this.lat[slot] = r.durationMs;
     }
-    bump(this.sources, r.source.service === 'ingress' && r.source.ip ? `ingress:${r.source.ip}` : r.source.service);
-    if (r.principal !== undefined) bump(this.principals, r.principal);
+    // Edges know their source; only services track who calls them.
+    if (!this.who) return;
+    bump((this.sources ??= new Map()), r.source.service === 'ingress' && r.source.ip ? `ingress:${r.source.ip}` : r.source.service);
+    if (r.principal !== undefined) bump((this.principals ??= new Map()), r.principal);
   }
 }
 
@@ -51,7 +56,7 @@ function bump<K>(m: Map<K, number>, k: K): void {
 interface Bucket {
   start: number;
   services: Map<string, Stats>;
-  edges: Map<string, Stats>;
+  edges: Map<string, Map<string, Stats>>;
 }
 
 export interface LatencySummary {
@@ -111,23 +116,33 @@ export class TrafficRecorder {
   private readonly anomalies: Array<Anomaly & { at: number }> = [];
 
   constructor(windowMs: number, retainMs = 3_600_000) {
-    this.windowMs = windowMs;
-    this.retain = Math.max(1, Math.ceil(retainMs / windowMs));
+    // Traffic is kept per minute (or per scoring window if longer): an hour of history costs 60
+    // buckets whatever the scoring window.
+    this.windowMs = Math.max(windowMs, 60_000);
+    this.retain = Math.max(1, Math.ceil(retainMs / this.windowMs));
   }
 
-  record(r: RequestRecord, start: number): void {
+  record(r: RequestRecord, _windowStart: number): void {
+    const start = r.ts - (((r.ts % this.windowMs) + this.windowMs) % this.windowMs);
     let b = this.open.get(start);
     if (!b) {
       b = { start, services: new Map(), edges: new Map() };
       this.open.set(start, b);
     }
-    stat(b.services, r.destination.service)?.add(r);
-    stat(b.edges, `${r.source.service}\u0000${r.destination.service}`)?.add(r);
+    stat(b.services, r.destination.service, true)?.add(r);
+    let m = b.edges.get(r.source.service);
+    if (!m) {
+      if (b.edges.size >= MAX_KEYS) return;
+      m = new Map();
+      b.edges.set(r.source.service, m);
+    }
+    stat(m, r.destination.service, false)?.add(r);
   }
 
-  closeWindow(start: number): void {
+  /** Called when the scoring window [start, end) closed: buckets that ended by then are history. */
+  closeWindow(start: number, end = start): void {
     for (const [s, b] of this.open) {
-      if (s > start) continue;
+      if (s + this.windowMs > end) continue;
       this.open.delete(s);
       this.closed.push(b);
     }
@@ -147,7 +162,7 @@ export class TrafficRecorder {
     const edges = new Map<string, Stats[]>();
     for (const b of buckets) {
       for (const [k, s] of b.services) push(services, k, s);
-      for (const [k, s] of b.edges) push(edges, k, s);
+      for (const [src, m] of b.edges) for (const [dst, s] of m) push(edges, `${src}\u0000${dst}`, s);
     }
     const secs = Math.max(1, windowMs / 1000);
     let total = 0;
@@ -160,7 +175,7 @@ export class TrafficRecorder {
       total += m.count;
       errs += m.e5xx;
       allLat.push(...m.lat);
-      for (const [k, v] of m.sources) meshSources.set(k, (meshSources.get(k) ?? 0) + v);
+      if (m.sources) for (const [k, v] of m.sources) meshSources.set(k, (meshSources.get(k) ?? 0) + v);
       svcOut.push({
         service: name,
         requests: m.count,
@@ -169,13 +184,13 @@ export class TrafficRecorder {
           clientErrors: m.e4xx,
           serverErrors: m.e5xx,
           errorRate: m.count ? round(m.e5xx / m.count, 4) : 0,
-          statuses: top(m.statuses, 5).map(([status, count]) => ({ status, count })),
+          statuses: top(m.statuses ?? new Map<number, number>(), 5).map(([status, count]) => ({ status, count })),
         },
         latencyMs: lat(m.lat),
         bytesIn: m.bytesIn,
         bytesOut: m.bytesOut,
-        topSources: top(m.sources, 5).map(([source, requests]) => ({ source, requests })),
-        topPrincipals: top(m.principals, 5).map(([principal, requests]) => ({ principal, requests })),
+        topSources: top(m.sources ?? new Map<string, number>(), 5).map(([source, requests]) => ({ source, requests })),
+        topPrincipals: top(m.principals ?? new Map<string, number>(), 5).map(([principal, requests]) => ({ principal, requests })),
       });
     }
     svcOut.sort((a, b) => b.requests - a.requests || cmp(a.service, b.service));
@@ -204,11 +219,11 @@ export class TrafficRecorder {
   }
 }
 
-function stat(m: Map<string, Stats>, k: string): Stats | undefined {
+function stat(m: Map<string, Stats>, k: string, who: boolean): Stats | undefined {
   let s = m.get(k);
   if (!s) {
     if (m.size >= MAX_KEYS) return undefined;
-    s = new Stats();
+    s = new Stats(who);
     m.set(k, s);
   }
   return s;
@@ -231,9 +246,9 @@ function merge(list: Stats[]): Stats {
     // Each window's reservoir stands for its whole count: repeat samples in proportion.
     const w = s.lat.length ? Math.max(1, Math.round(s.count / s.lat.length)) : 0;
     for (const x of s.lat) for (let i = 0; i < Math.min(w, 16); i++) m.lat.push(x);
-    for (const [k, v] of s.statuses) m.statuses.set(k, (m.statuses.get(k) ?? 0) + v);
-    for (const [k, v] of s.sources) m.sources.set(k, (m.sources.get(k) ?? 0) + v);
-    for (const [k, v] of s.principals) m.principals.set(k, (m.principals.get(k) ?? 0) + v);
+    if (s.statuses) for (const [k, v] of s.statuses) (m.statuses ??= new Map()).set(k, (m.statuses.get(k) ?? 0) + v);
+    if (s.sources) for (const [k, v] of s.sources) (m.sources ??= new Map()).set(k, (m.sources.get(k) ?? 0) + v);
+    if (s.principals) for (const [k, v] of s.principals) (m.principals ??= new Map()).set(k, (m.principals.get(k) ?? 0) + v);
   }
   return m;
 }
