@@ -2,9 +2,12 @@
 const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   nab: () => import('./nab/index.js'),
   http: () => import('./http/index.js'),
+  ca: () => import('./ca/index.js'),
+  filters: () => import('./filters/index.js'),
   interception: () => import('./interception/index.js'),
   policy: () => import('./policy/index.js'),
   risk: () => import('./risk/index.js'),
+  'control-plane': () => import('./control-plane/index.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

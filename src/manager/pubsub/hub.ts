@@ -234,8 +234,9 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     sub.state = 'acked';
     sub.lastError = undefined;
     sub.lastSeen = this.now();
-    for (const r of this.rollouts.ack(id, version)) this.emit('rollout-complete', r);
+    const done = this.rollouts.ack(id, version);
     this.emit('ack', id, version);
+    for (const r of done) this.emit('rollout-complete', r);
     if (sub.dirty) this.push(sub, new Map());
     return true;
   }

@@ -49,6 +49,8 @@ export interface ControlClientOptions {
   renewAt?: number;
   maxPayloadBytes?: number;
   telemetry?: { capacity?: number; maxBatch?: number; flushMs?: number };
+  /** Keep the fail-static snapshot on disk (default true). */
+  persistSnapshot?: boolean;
 }
 
 interface SnapshotFile {
@@ -94,6 +96,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   private hbTimer: NodeJS.Timeout | undefined;
   private lastFrame = 0;
   private renewing = false;
+  private saving: Promise<void> | undefined;
+  private saveAgain = false;
   private pendingKeyPem: string | undefined;
   private readonly g: { connected: Gauge; version: Gauge; nacks: Counter; stale: Counter; reconnects: Counter; dropped: Counter };
   readonly stats = { applied: 0, nacked: 0, stale: 0, reconnects: 0, protocolErrors: 0 };
@@ -184,9 +188,29 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     }
   }
 
-  private async saveSnapshot(): Promise<void> {
-    const snap: SnapshotFile = { version: this.version_, resources: this.resources, savedAt: this.appliedAt };
-    await writeFileAtomic(join(this.o.dataDir, SNAPSHOT_FILE), JSON.stringify(snap));
+  /**
+   * Persist the version in force, off the push path: at most one write in flight, and a burst of
+   * versions writes only the last one. The ACK does not wait for it — the manager holds the
+   * config; the file only has to be recent enough to enforce while the manager is away.
+   */
+  private persist(): void {
+    if (this.o.persistSnapshot === false) return;
+    if (this.saving) {
+      this.saveAgain = true;
+      return;
+    }
+    this.saving = (async () => {
+      do {
+        this.saveAgain = false;
+        const snap: SnapshotFile = { version: this.version_, resources: this.resources, savedAt: this.appliedAt };
+        try {
+          await writeFileAtomic(join(this.o.dataDir, SNAPSHOT_FILE), JSON.stringify(snap));
+        } catch (err) {
+          this.logger.error({ err }, 'could not persist the config snapshot');
+        }
+      } while (this.saveAgain && !this.closed);
+      this.saving = undefined;
+    })();
   }
 
   // ---- connection loop ----
@@ -371,7 +395,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     this.stats.applied++;
     this.send({ type: 'ack', version: msg.version, nonce: msg.nonce });
     this.emit('applied', msg.version);
-    await this.saveSnapshot().catch((err: Error) => this.logger.error({ err }, 'could not persist the config snapshot'));
+    this.persist();
   }
 
   // ---- certificate renewal over the stream ----
@@ -416,6 +440,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       });
     }
     await this.work;
+    await this.saving;
   }
 }
 

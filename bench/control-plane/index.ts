@@ -1,0 +1,154 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir, cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { validateConfig } from '../../src/config/load.js';
+import { managerConfigSchema, type ManagerConfig } from '../../src/manager/config.js';
+import { Manager } from '../../src/manager/manager.js';
+import { table, writeResults } from '../common/report.js';
+
+/**
+ * Control-plane push latency: N simulated sidecars (real ControlClients in child processes, each
+ * enrolled with its own certificate over real WSS) subscribed to one in-process manager; one
+ * zone change at a time; latency from the operator's change (store write included) to each
+ * sidecar's ACK at the manager. Also the manager's memory per connected sidecar.
+ * Args: --sizes 100,1000  --rounds 10
+ */
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+function settle(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 200));
+}
+
+function mem(): { heap: number; rss: number } {
+  gc();
+  gc();
+  const m = process.memoryUsage();
+  return { heap: m.heapUsed, rss: m.rss };
+}
+
+async function measure(n: number, rounds: number) {
+  const dataDir = await mkdtemp(join(tmpdir(), 'etz-bench-cp-'));
+  const config = validateConfig<ManagerConfig>('bench', managerConfigSchema, { dataDir, listen: { host: '127.0.0.1', port: 0 } });
+  const manager = await Manager.start({ config });
+  const sims: ChildProcess[] = [];
+  try {
+    const token = (await manager.tokens.create({ ttlMs: 3_600_000, uses: n, createdBy: 'bench' })).token;
+    const caPem = await readFile(manager.caFile, 'utf8');
+    await settle();
+    const before = mem();
+    const procs = Math.max(1, Math.min(4, cpus().length));
+    const simJs = join(dirname(fileURLToPath(import.meta.url)), 'sim.js');
+    const per = Math.ceil(n / procs);
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: procs }, (_, p) => {
+      const count = Math.min(per, n - p * per);
+      if (count <= 0) return Promise.resolve();
+      const child = spawn(process.execPath, [simJs, manager.url, Buffer.from(caPem).toString('base64'), token, String(count), String(p * per), join(dataDir, `sim${p}`)], { stdio: ['pipe', 'pipe', 'inherit'] });
+      sims.push(child);
+      return new Promise<void>((resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('ready')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`simulator exited ${code}`)));
+      });
+    }));
+    const connectSeconds = (performance.now() - t0) / 1000;
+    while (manager.hub.subscriberCount() < n || manager.hub.status().some((s) => s.state !== 'acked')) await new Promise((r) => setTimeout(r, 20));
+    await settle();
+    const after = mem();
+
+    const acks: number[] = [];
+    const lasts: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const start = performance.now();
+      let version = Infinity;
+      const seen = new Set<string>();
+      const lat: number[] = [];
+      const done = new Promise<void>((resolve) => {
+        const onPub = (v: number, targets: number) => {
+          if (process.env.ETZ_BENCH_DEBUG) process.stderr.write(`published v${v} to ${targets} after ${(performance.now() - start).toFixed(1)} ms\n`);
+          if (targets > 0) version = v;
+        };
+        const onAck = (id: string, v: number) => {
+          if (v >= version && !seen.has(id)) {
+            seen.add(id);
+            lat.push(performance.now() - start);
+          }
+        };
+        const onDone = (ro: { version: number }) => {
+          if (ro.version !== version) return;
+          manager.hub.off('published', onPub);
+          manager.hub.off('ack', onAck);
+          manager.hub.off('rollout-complete', onDone);
+          resolve();
+        };
+        manager.hub.on('published', onPub);
+        manager.hub.on('ack', onAck);
+        manager.hub.on('rollout-complete', onDone);
+      });
+      await manager.zones.create({ type: 'containment', members: [{ service: `svc-${r % 20}` }], reason: `bench round ${r}` }, 'bench');
+      await done;
+      if (lat.length !== n) throw new Error(`round ${r}: ${lat.length} of ${n} ACKs`);
+      acks.push(...lat);
+      lasts.push(Math.max(...lat));
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    return {
+      n,
+      rounds,
+      connectSeconds,
+      ackP50Ms: pct(acks, 50),
+      ackP99Ms: pct(acks, 99),
+      lastAckP50Ms: pct(lasts, 50),
+      lastAckMaxMs: Math.max(...lasts),
+      heapPerSidecarKiB: (after.heap - before.heap) / n / 1024,
+      rssPerSidecarKiB: (after.rss - before.rss) / n / 1024,
+      pushes: manager.hub.stats.pushes,
+    };
+  } finally {
+    for (const s of sims) s.stdin!.end();
+    await Promise.all(sims.map((s) => new Promise((r) => (s.exitCode !== null ? r(null) : s.once('exit', r)))));
+    await manager.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+export async function run(args: string[]): Promise<void> {
+  const get = (k: string, d: string) => {
+    const i = args.indexOf(`--${k}`);
+    return i >= 0 && args[i + 1] ? args[i + 1]! : d;
+  };
+  const sizes = get('sizes', '100,1000').split(',').map(Number);
+  const rounds = Number(get('rounds', '10'));
+  const results = [];
+  for (const n of sizes) {
+    process.stderr.write(`control-plane: N=${n} …\n`);
+    results.push(await measure(n, rounds));
+  }
+  console.log(table(
+    ['sidecars', 'ACK p50 ms', 'ACK p99 ms', 'last ACK p50 ms', 'last ACK max ms', 'heap KiB/sidecar', 'RSS KiB/sidecar', 'connect s'],
+    results.map((r) => [r.n, r.ackP50Ms, r.ackP99Ms, r.lastAckP50Ms, r.lastAckMaxMs, r.heapPerSidecarKiB, r.rssPerSidecarKiB, r.connectSeconds]),
+  ));
+  if (results.length >= 2) {
+    const a = results[0]!;
+    const b = results[results.length - 1]!;
+    console.log(`\nN ${a.n} → ${b.n} (×${b.n / a.n}): ACK p99 ×${(b.ackP99Ms / a.ackP99Ms).toFixed(2)}, time to last ACK ×${(b.lastAckP50Ms / a.lastAckP50Ms).toFixed(2)}`);
+  }
+  console.log(`target: ACK p99 ≤ 100 ms at N=1000 (each round: one zone change, debounce 10 ms, store fsync included)`);
+  const file = await writeResults('control-plane', { date: new Date().toISOString(), node: process.version, cpus: cpus().length, results });
+  console.log(`results: ${file}`);
+}
