@@ -52,6 +52,9 @@ const denyFilter: FilterFactory<string[] | undefined> = {
   },
 };
 
+// Resolves when a request has entered the slow filter, so the test swaps versions exactly while
+// that request is suspended inside its chain (no timing guess).
+let enteredSlow: () => void = () => {};
 const slowFilter: FilterFactory<{ ms: number } | undefined> = {
   name: 'slow',
   resource: 'slow',
@@ -60,7 +63,11 @@ const slowFilter: FilterFactory<{ ms: number } | undefined> = {
     if (!config) return null;
     return {
       name: 'slow',
-      onRequest: (ctx) => (ctx.path === '/slow' ? delay(config.ms).then(() => undefined) : undefined),
+      onRequest: (ctx) => {
+        if (ctx.path !== '/slow') return undefined;
+        enteredSlow();
+        return delay(config.ms).then(() => undefined);
+      },
     };
   },
 };
@@ -179,8 +186,9 @@ test('an invalid resource push is refused with the field path and changes nothin
 
 test('a request in flight finishes on the chain it started with; new requests use the new one', async () => {
   await sc.applyResources({ slow: { ms: 200 } }, 6);
+  const entered = new Promise<void>((resolve) => (enteredSlow = resolve));
   const inflight = get('/slow');
-  await delay(50);
+  await entered;
   await sc.applyResources({ slow: { ms: 200 }, denyPaths: ['/slow'] }, 7);
   const late = await get('/slow');
   assert.equal(late.status, 403, 'the new chain denies');

@@ -146,3 +146,41 @@ test('etz demo --duration starts, prints how to call it, and stops by itself lea
   assert.equal(bad.code, 2);
 });
 
+
+test('the access log, when on, writes one JSON line per request with its id', () =>
+  withDir(async (dir) => {
+    const up = await startUpstream();
+    const file = join(dir, 'sidecar.yaml');
+    await writeFile(
+      file,
+      `service: { name: reviews }\ninbound: { host: 127.0.0.1, port: 0, appPort: ${up.port} }\noutbound: { enabled: false }\nadmin: { enabled: false }\nlogging: { level: warn, accessLog: true }\n`,
+    );
+    const child = spawn(process.execPath, [MAIN, 'sidecar', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c));
+    child.stderr.on('data', (c: Buffer) => (stderr += c));
+    try {
+      let port = 0;
+      for (let i = 0; i < 3000 && port === 0; i++) {
+        const m = /inbound :(\d+)/.exec(stderr);
+        if (m) port = Number(m[1]);
+        else await delay(10);
+      }
+      const r = await request(`http://127.0.0.1:${port}/logged?x=1`, { headers: { 'x-request-id': 'log-me-1' } });
+      await r.body.text();
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+      const line = stdout.split('\n').find((l) => l.includes('log-me-1'));
+      assert.ok(line, `no access log line in: ${stdout}`);
+      const rec = JSON.parse(line);
+      assert.equal(rec.path, '/logged');
+      assert.equal(rec.status, 200);
+      assert.equal(rec.direction, 'inbound');
+      assert.equal(rec.method, 'GET');
+    } finally {
+      child.kill('SIGKILL');
+      await up.close();
+    }
+  }));
