@@ -156,6 +156,21 @@ test('example workload: sidecar config is valid for the sidecar and matches port
   const vol = spec.volumes.find((v: Obj) => v.name === mount.name);
   assert.equal(vol.configMap.name, cm.metadata.name);
   assert.equal(proxy.args[proxy.args.indexOf('--config') + 1], '/etc/etz/sidecar.yaml');
+
+  // STRICT mTLS with the identity from a Secret that only the sidecar container mounts.
+  assert.equal(cfg.tls?.mode, 'STRICT');
+  const idMount = proxy.volumeMounts.find((m: Obj) => String(cfg.tls.keyFile).startsWith(`${m.mountPath}/`));
+  assert.ok(idMount, 'the key file is on a mounted volume');
+  for (const f of ['certFile', 'caFile']) assert.ok(String(cfg.tls[f]).startsWith(`${idMount.mountPath}/`), f);
+  const idVol = spec.volumes.find((v: Obj) => v.name === idMount.name);
+  assert.ok(idVol.secret?.secretName, 'identity comes from a Secret');
+  for (const c of spec.containers) {
+    assert.ok(!(c.volumeMounts ?? []).some((m: Obj) => m.name === idVol.name), `${c.name} cannot read the sidecar's key`);
+  }
+  // Registry peers are checked by SPIFFE ID in the same trust domain.
+  for (const [svc, entry] of Object.entries(cfg.registry as Record<string, Obj>)) {
+    assert.match(String(entry.spiffeId), new RegExp(`^spiffe://${cfg.tls.trustDomain}/ns/`), svc);
+  }
 });
 
 test('zone manager config is valid for the manager', async (t) => {
