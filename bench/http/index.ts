@@ -251,7 +251,8 @@ export async function run(args: string[]): Promise<void> {
       `\n\netz/http-proxy throughput ${ratios.etzOverHttpProxyThroughput ?? '–'}× (target ≥ 2), etz/nginx ${ratios.etzOverNginxThroughput ?? '–'}×, ` +
       `etz/direct ${ratios.etzOverDirectThroughput ?? '–'}×; etz CPU ${etz?.cpuSecPer1kAtFixedRate ?? '–'} s per 1000 requests (target ≤ 0.10)\n`,
   );
-  const file = await writeResults('http', {
+  // `--only mesh` measures no single-proxy row: keep the previous http.json then.
+  const file = rows.length === 0 ? '(unchanged)' : await writeResults('http', {
     benchmark: 'http',
     date: new Date().toISOString(),
     node: process.version,

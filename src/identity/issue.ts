@@ -1,5 +1,5 @@
-import { X509Certificate as NodeX509, createHash, createPublicKey, verify as cryptoVerify } from 'node:crypto';
-import { pemToDer, spkiKeyBits, splitSigned } from './der.js';
+import { X509Certificate as NodeX509, createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { parseCsrDer, pemToDer, SIG_ALG_HASH, spkiKeyBits, type ParsedCsr } from './der.js';
 import { EtzError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { BACKDATE_MS, type CaMaterial } from './ca.js';
@@ -44,6 +44,20 @@ interface Signer {
   akiKeyId: string | undefined;
   notAfter: number;
   chainPem: string;
+  /** Extensions every workload certificate carries, built once per CA. */
+  fixedExtensionsEc: x509.Extension[];
+  fixedExtensionsRsa: x509.Extension[];
+}
+
+function fixedExtensions(rsa: boolean, akiKeyId: string | undefined): x509.Extension[] {
+  const usages = x509.KeyUsageFlags.digitalSignature | (rsa ? x509.KeyUsageFlags.keyEncipherment : 0);
+  const exts: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(usages, true),
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+  ];
+  if (akiKeyId) exts.push(new x509.AuthorityKeyIdentifierExtension(akiKeyId));
+  return exts;
 }
 
 // Importing the CA key and parsing its certificate once per CA object keeps issuance to the
@@ -57,7 +71,10 @@ function signerFor(ca: CaMaterial): Promise<Signer> {
       const { key, keyType } = await importSigningKey(ca.signingKeyPem);
       const cert = new x509.X509Certificate(ca.signingCertPem);
       const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension);
-      return { key, keyType, issuer: cert.subject, akiKeyId: ski?.keyId, notAfter: cert.notAfter.getTime(), chainPem: ca.chainPem };
+      return {
+        key, keyType, issuer: cert.subject, akiKeyId: ski?.keyId, notAfter: cert.notAfter.getTime(), chainPem: ca.chainPem,
+        fixedExtensionsEc: fixedExtensions(false, ski?.keyId), fixedExtensionsRsa: fixedExtensions(true, ski?.keyId),
+      };
     })();
     signers.set(ca, s);
     s.catch(() => signers.delete(ca));
@@ -86,26 +103,33 @@ export async function signCsr(ca: CaMaterial, csrPem: string, opts: SignCsrOptio
   if (opts.trustDomain !== undefined && opts.trustDomain !== ca.trustDomain) {
     reject(opts, 'foreign_trust_domain', new EtzError('ETZ_ERR_TRUST_DOMAIN_MISMATCH', `this CA serves trust domain '${ca.trustDomain}', not '${opts.trustDomain}'`));
   }
-  let csr: x509.Pkcs10CertificateRequest;
-  let der: Uint8Array;
+  let csr: ParsedCsr;
   try {
-    der = pemToDer(csrPem, 'CERTIFICATE REQUEST');
-    csr = new x509.Pkcs10CertificateRequest(der);
+    csr = parseCsrDer(pemToDer(csrPem, 'CERTIFICATE REQUEST'));
   } catch (err) {
     reject(opts, 'malformed', csrError(`not a PEM or DER PKCS#10 request (${(err as Error).message})`));
   }
-  if (!verifyCsrSignature(csr, der)) reject(opts, 'bad_signature', csrError('the signature does not verify with the key it carries'));
-  const alg = csr.publicKey.algorithm as { name: string; namedCurve?: string; modulusLength?: number };
-  const keyOk = (alg.name === 'ECDSA' && (alg.namedCurve === 'P-256' || alg.namedCurve === 'P-384'))
-    || ((alg.name === 'RSASSA-PKCS1-v1_5' || alg.name === 'RSA-PSS') && (alg.modulusLength ?? 0) >= 2048);
-  if (!keyOk) reject(opts, 'weak_key', csrError(`key ${alg.name} ${alg.namedCurve ?? alg.modulusLength ?? ''} is not allowed (ECDSA P-256/P-384 or RSA >= 2048)`));
-
-  const uris: string[] = [];
-  for (const ext of csr.extensions) {
-    if (ext.type !== '2.5.29.17') continue;
-    const san = new x509.SubjectAlternativeNameExtension(ext.rawData);
-    for (const n of san.names.items) if (n.type === 'url') uris.push(n.value);
+  const alg = SIG_ALG_HASH[csr.sigAlg];
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: Buffer.from(csr.spki), format: 'der', type: 'spki' });
+  } catch {
+    reject(opts, 'malformed', csrError('its public key cannot be read'));
   }
+  // PSS and SHA-1 are refused rather than verified: no etz client produces them.
+  let sigOk = false;
+  try {
+    sigOk = alg !== undefined && alg.key === key.asymmetricKeyType && cryptoVerify(alg.hash, csr.tbs, key, csr.signature);
+  } catch {
+    sigOk = false;
+  }
+  if (!sigOk) reject(opts, 'bad_signature', csrError('the signature does not verify with the key it carries'));
+  const d = key.asymmetricKeyDetails ?? {};
+  const keyOk = (key.asymmetricKeyType === 'ec' && (d.namedCurve === 'prime256v1' || d.namedCurve === 'secp384r1'))
+    || (key.asymmetricKeyType === 'rsa' && (d.modulusLength ?? 0) >= 2048);
+  if (!keyOk) reject(opts, 'weak_key', csrError(`key ${key.asymmetricKeyType} ${d.namedCurve ?? d.modulusLength ?? ''} is not allowed (ECDSA P-256/P-384 or RSA >= 2048)`));
+
+  const uris = csr.uris;
   if (uris.length > 1) reject(opts, 'several_uri_sans', csrError(`it asks for ${uris.length} URI SANs; exactly one SPIFFE ID is allowed`));
 
   let spiffeId: string;
@@ -118,28 +142,12 @@ export async function signCsr(ca: CaMaterial, csrPem: string, opts: SignCsrOptio
     if (uris.length === 0) reject(opts, 'no_uri_san', csrError('it carries no URI SAN with a SPIFFE ID'));
     spiffeId = checkedId(ca, uris[0]!, opts);
   }
-  return issue(ca, csr.publicKey, spiffeId, opts.ttlMs);
-}
-
-const HASHES: Record<string, string> = { 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
-
-function verifyCsrSignature(csr: x509.Pkcs10CertificateRequest, der: Uint8Array): boolean {
-  try {
-    const alg = csr.signatureAlgorithm as { name: string; hash?: { name: string } };
-    const hash = alg.hash && HASHES[alg.hash.name];
-    // PSS and SHA-1 are refused rather than verified: no etz client produces them.
-    if (!hash || (alg.name !== 'ECDSA' && alg.name !== 'RSASSA-PKCS1-v1_5')) return false;
-    const { tbs, signature } = splitSigned(der);
-    const key = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
-    return cryptoVerify(hash, tbs, key, signature);
-  } catch {
-    return false;
-  }
+  return issue(ca, csr.spki, spiffeId, opts.ttlMs, key.asymmetricKeyType === 'rsa');
 }
 
 /** RFC 5280 method 1: SHA-1 of the subjectPublicKey BIT STRING contents. */
-function keyIdOf(spki: ArrayBuffer): string {
-  return createHash('sha1').update(spkiKeyBits(new Uint8Array(spki))).digest('hex');
+function keyIdOf(spki: Uint8Array): string {
+  return createHash('sha1').update(spkiKeyBits(spki)).digest('hex');
 }
 
 function checkedId(ca: CaMaterial, id: string, opts: SignCsrOptions): string {
@@ -155,7 +163,7 @@ function checkedId(ca: CaMaterial, id: string, opts: SignCsrOptions): string {
   return parsed.spiffeId;
 }
 
-async function issue(ca: CaMaterial, publicKey: x509.PublicKey | CryptoKey, spiffeId: string, ttlMs = DEFAULT_CERT_TTL_MS): Promise<IssuedCert> {
+async function issue(ca: CaMaterial, publicKey: Uint8Array | CryptoKey, spiffeId: string, ttlMs = DEFAULT_CERT_TTL_MS, rsa = false): Promise<IssuedCert> {
   if (!(ttlMs > 0)) throw new EtzError('ETZ_ERR_USAGE', `invalid certificate lifetime ${ttlMs} ms`);
   const signer = await signerFor(ca);
   const now = Date.now();
@@ -163,22 +171,19 @@ async function issue(ca: CaMaterial, publicKey: x509.PublicKey | CryptoKey, spif
   const notAfter = new Date(Math.min(now + ttlMs, signer.notAfter));
   const notBefore = new Date(Math.min(now - Math.min(BACKDATE_MS, ttlMs), notAfter.getTime() - 1000));
   const serial = randomSerial();
-  const usages = x509.KeyUsageFlags.digitalSignature | (isRsa(publicKey) ? x509.KeyUsageFlags.keyEncipherment : 0);
+  const spki = publicKey instanceof Uint8Array ? publicKey : new Uint8Array(await x509PublicKeyRaw(publicKey));
   const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(usages, true),
-    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+    ...(rsa ? signer.fixedExtensionsRsa : signer.fixedExtensionsEc),
     new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }], false),
-    new x509.SubjectKeyIdentifierExtension(keyIdOf(publicKey instanceof x509.PublicKey ? publicKey.rawData : await x509PublicKeyRaw(publicKey))),
+    new x509.SubjectKeyIdentifierExtension(keyIdOf(spki)),
   ];
-  if (signer.akiKeyId) extensions.push(new x509.AuthorityKeyIdentifierExtension(signer.akiKeyId));
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial,
     subject: `O=etz, OU=${ca.trustDomain}`,
     issuer: signer.issuer,
     notBefore,
     notAfter,
-    publicKey: publicKey as x509.PublicKeyType,
+    publicKey: spki,
     signingKey: signer.key,
     signingAlgorithm: signingAlgorithm(signer.keyType),
     extensions,
@@ -194,9 +199,6 @@ async function x509PublicKeyRaw(k: CryptoKey): Promise<ArrayBuffer> {
   return (await x509.PublicKey.create(k)).rawData;
 }
 
-function isRsa(k: x509.PublicKey | CryptoKey): boolean {
-  return k.algorithm.name.startsWith('RSA');
-}
 
 /** A fresh key pair and a CSR asking for `spiffeId` (the sidecar keeps the key in-process). */
 export async function generateKeyAndCsr(spiffeId: string, keyType: KeyType = 'ec-p256'): Promise<{ keyPem: string; csrPem: string; keys: CryptoKeyPair }> {
@@ -222,7 +224,7 @@ export async function issueWorkloadCert(
     throw new EtzError('ETZ_ERR_TRUST_DOMAIN_MISMATCH', `'${spiffeId}' is in trust domain '${id.trustDomain}'; this CA issues only for '${ca.trustDomain}'`);
   }
   const keys = await generateKeyPair(opts.keyType ?? 'ec-p256');
-  const issued = await issue(ca, keys.publicKey, id.spiffeId, opts.ttlMs);
+  const issued = await issue(ca, keys.publicKey, id.spiffeId, opts.ttlMs, opts.keyType === 'rsa-3072');
   return { ...issued, keyPem: await privateKeyToPem(keys.privateKey) };
 }
 

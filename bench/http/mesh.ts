@@ -1,0 +1,166 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { createServer, createConnection } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { initCa, issueWorkloadCert } from '../../src/identity/index.js';
+import { cpuSeconds } from '../common/proc.js';
+import { table } from '../common/report.js';
+
+/**
+ * The mesh path scenario of `npm run bench -- http`: client → etz sidecar A (outbound) → mTLS →
+ * etz sidecar B (inbound, STRICT) → app, against the app called directly and against the same two
+ * sidecars in plaintext (which isolates what mTLS adds). Fixed rate (default 1000 req/s), each
+ * sidecar its own process so its CPU is read from /proc.
+ */
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const ETZ_MAIN = join(here, '..', '..', 'src', 'cli', 'main.js');
+
+export interface MeshRow {
+  target: string;
+  rps: number;
+  requests: number;
+  errors: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  /** CPU seconds per 1000 requests, per sidecar (A = client side, B = server side). */
+  cpuPer1kA: number | null;
+  cpuPer1kB: number | null;
+}
+
+export interface MeshResult {
+  rows: MeshRow[];
+  /** Added latency of the two sidecars with mTLS over direct, ms. */
+  added: { p50Ms: number; p90Ms: number; p99Ms: number } | null;
+  addedPlain: { p50Ms: number; p90Ms: number; p99Ms: number } | null;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function waitListening(port: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = createConnection(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+function stop(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    proc.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    proc.kill('SIGTERM');
+  });
+}
+
+async function sidecar(dir: string, name: string, lines: string[], port: number): Promise<ChildProcess> {
+  const file = join(dir, `mesh-${name}.yaml`);
+  await writeFile(file, [...lines, 'admin: { enabled: false }', 'logging: { level: warn }', 'telemetry: { enabled: false }', ''].join('\n'));
+  const proc = spawn(process.execPath, [ETZ_MAIN, 'sidecar', '-c', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitListening(port);
+  return proc;
+}
+
+async function startPair(dir: string, appPort: number, mtls: boolean): Promise<{ url: string; a: ChildProcess; b: ChildProcess }> {
+  const bPort = await freePort();
+  const aPort = await freePort();
+  const RV = 'spiffe://etz.local/ns/default/sa/bench';
+  const tls = (who: string) => (mtls ? [`tls: { certFile: ${join(dir, who, 'cert.pem')}, keyFile: ${join(dir, who, 'key.pem')}, caFile: ${join(dir, who, 'ca.pem')} }`] : []);
+  const b = await sidecar(dir, `b-${mtls}`, [
+    'service: { name: bench, version: v1 }',
+    `inbound: { host: 127.0.0.1, port: ${bPort}, appPort: ${appPort} }`,
+    'outbound: { enabled: false }',
+    ...tls('b'),
+  ], bPort);
+  const a = await sidecar(dir, `a-${mtls}`, [
+    'service: { name: client }',
+    'inbound: { enabled: false }',
+    `outbound: { host: 127.0.0.1, port: ${aPort} }`,
+    ...tls('a'),
+    `registry: { bench: { endpoints: [{ address: 127.0.0.1, port: ${bPort} }]${mtls ? `, spiffeId: "${RV}"` : ''} } }`,
+  ], aPort);
+  return { url: `http://127.0.0.1:${aPort}/`, a, b };
+}
+
+async function fixed(url: string, rate: number, seconds: number, connections: number): Promise<{ rps: number; requests: number; errors: number; p50Ms: number; p90Ms: number; p99Ms: number }> {
+  const r = await autocannon({ url, connections, duration: seconds, overallRate: rate, pipelining: 1, headers: { host: 'bench' } });
+  return { rps: Math.round(r.requests.average), requests: r.requests.total, errors: r.errors + r.non2xx, p50Ms: r.latency.p50, p90Ms: (r.latency as { p90?: number }).p90 ?? r.latency.p99, p99Ms: r.latency.p99 };
+}
+
+async function measure(target: string, url: string, procs: { a?: ChildProcess; b?: ChildProcess }, o: { rate: number; seconds: number; connections: number }): Promise<MeshRow> {
+  await fixed(url, o.rate, 2, o.connections); // warm-up: JIT, pools, TLS sessions
+  const a0 = procs.a?.pid ? await cpuSeconds(procs.a.pid) : null;
+  const b0 = procs.b?.pid ? await cpuSeconds(procs.b.pid) : null;
+  const r = await fixed(url, o.rate, o.seconds, o.connections);
+  const a1 = procs.a?.pid ? await cpuSeconds(procs.a.pid) : null;
+  const b1 = procs.b?.pid ? await cpuSeconds(procs.b.pid) : null;
+  const per1k = (x: number | null, y: number | null): number | null => (x === null || y === null || r.requests === 0 ? null : Math.round(((y - x) / (r.requests / 1000)) * 10000) / 10000);
+  return { target, ...r, cpuPer1kA: per1k(a0, a1), cpuPer1kB: per1k(b0, b1) };
+}
+
+/** Runs the scenario against an app already listening on appPort; `dir` is a scratch directory. */
+export async function measureMesh(dir: string, appPort: number, o: { rate: number; seconds: number; connections?: number }): Promise<MeshResult> {
+  const opts = { rate: o.rate, seconds: o.seconds, connections: o.connections ?? 16 };
+  const ca = await initCa({ trustDomain: 'etz.local' });
+  for (const [who, sa] of [['a', 'client'], ['b', 'bench']] as const) {
+    const c = await issueWorkloadCert(ca, `spiffe://etz.local/ns/default/sa/${sa}`);
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(dir, who), { recursive: true });
+    await writeFile(join(dir, who, 'cert.pem'), c.certChainPem);
+    await writeFile(join(dir, who, 'key.pem'), c.keyPem, { mode: 0o600 });
+    await writeFile(join(dir, who, 'ca.pem'), c.trustBundlePem);
+  }
+  const rows: MeshRow[] = [];
+  process.stderr.write('measuring mesh: direct …\n');
+  rows.push(await measure('direct', `http://127.0.0.1:${appPort}/`, {}, opts));
+  for (const mtls of [false, true]) {
+    const pair = await startPair(dir, appPort, mtls);
+    try {
+      process.stderr.write(`measuring mesh: two sidecars ${mtls ? 'mTLS' : 'plaintext'} …\n`);
+      rows.push(await measure(mtls ? 'mesh mTLS' : 'mesh plaintext', pair.url, pair, opts));
+    } finally {
+      await stop(pair.a);
+      await stop(pair.b);
+    }
+  }
+  const d = rows[0]!;
+  const diff = (r: MeshRow | undefined) => (r ? { p50Ms: r.p50Ms - d.p50Ms, p90Ms: r.p90Ms - d.p90Ms, p99Ms: r.p99Ms - d.p99Ms } : null);
+  return { rows, added: diff(rows.find((r) => r.target === 'mesh mTLS')), addedPlain: diff(rows.find((r) => r.target === 'mesh plaintext')) };
+}
+
+export function meshReport(m: MeshResult, rate: number): string {
+  const a = m.added;
+  return (
+    `\nMesh path at ${rate} req/s: client → sidecar → (mTLS) → sidecar → app\n\n` +
+    table(
+      ['target', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'CPU-s/1k A', 'CPU-s/1k B', 'errors'],
+      m.rows.map((r) => [r.target, r.rps, r.p50Ms, r.p90Ms, r.p99Ms, r.cpuPer1kA, r.cpuPer1kB, r.errors]),
+    ) +
+    (a ? `\n\nadded by two sidecars with mTLS: p50 +${a.p50Ms.toFixed(3)} ms, p90 +${a.p90Ms.toFixed(3)} ms, p99 +${a.p99Ms.toFixed(3)} ms ` +
+      '(Istio 1.20 published: +0.228 ms p90, +0.298 ms p99)' : '') +
+    (m.addedPlain && a ? `\nof which mTLS (vs the same sidecars in plaintext): p50 +${(a.p50Ms - m.addedPlain.p50Ms).toFixed(3)} ms, p99 +${(a.p99Ms - m.addedPlain.p99Ms).toFixed(3)} ms\n` : '\n')
+  );
+}
