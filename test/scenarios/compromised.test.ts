@@ -28,6 +28,8 @@ test('a compromised service is contained within the configured windows and relea
   // Hysteresis: two 10 s windows above the threshold, so not before 6:20 and well before 7:00.
   assert.ok(createdAt >= T0 + 6 * MIN + 20_000, `created at ${created[0]!.ts}`);
   assert.ok(createdAt <= T0 + 7 * MIN, `created at ${created[0]!.ts}`);
+  // Time to containment is measured from the first anomalous window.
+  assert.equal(zone.detectedAt, new Date(T0 + 6 * MIN).toISOString());
   const risk = ofKind(events, 'risk').find((e) => e.subject.kind === 'service' && (e.subject as { service: string }).service === 'details' && e.level === 'critical');
   assert.ok(risk, 'a critical risk event for details');
   assert.ok(risk.reasons.some((r) => r.feature === 'newEdges'), JSON.stringify(risk.reasons));

@@ -1,5 +1,7 @@
 import type { Schema } from 'ajv';
 import { validateConfig } from '../../config/load.js';
+import { ConfigError } from '../../core/errors.js';
+import { seriesDetectors } from '../../scoring/index.js';
 
 /**
  * The manager config sections owned by the risk engine and zone manager: `risk`, `zones`,
@@ -207,9 +209,6 @@ export const ZONES_SECTION_SCHEMA = {
       properties: {
         enabled: { type: 'boolean', default: true },
         labels: { type: 'array', items: { type: 'string' }, default: ['latency-critical'] },
-        measured: { type: 'boolean', default: false, description: 'Also group services measured as latency-critical that talk mostly to each other.' },
-        maxP95Ms: { type: 'number', minimum: 0, default: 20 },
-        minShare: { type: 'number', minimum: 0, maximum: 1, default: 0.7 },
       },
     },
     blastRadius: {
@@ -304,7 +303,7 @@ export interface EngineConfig {
     mode: 'enforce' | 'shadow';
     containment: ZonePolicyConfig & { outbound: 'block' | 'scrutinise'; allow: string[]; scrutiniseRatePerMinute: number };
     isolation: ZonePolicyConfig & { labels: string[]; allowPrincipals: string[] };
-    performance: { enabled: boolean; labels: string[]; measured: boolean; maxP95Ms: number; minShare: number };
+    performance: { enabled: boolean; labels: string[] };
     blastRadius: { maxInstanceShare: number; maxMeshShare: number };
   };
   alerts: {
@@ -320,7 +319,19 @@ export interface EngineConfig {
 export function resolveEngineConfig(data: Record<string, unknown> = {}, file = '(defaults)'): EngineConfig {
   const copy = structuredClone(data);
   const v = validateConfig<Record<string, unknown>>(file, ENGINE_CONFIG_SCHEMA, copy);
-  return { risk: v.risk, zones: v.zones, detectors: v.detectors, alerts: v.alerts } as EngineConfig;
+  const cfg = { risk: v.risk, zones: v.zones, detectors: v.detectors, alerts: v.alerts } as EngineConfig;
+  // Detector names are checked here, not when the first subject is scored.
+  for (const k of ['controlChart', 'changePoint'] as const) {
+    const name = cfg.detectors[k].detector;
+    if (!Object.hasOwn(seriesDetectors, name)) throw new ConfigError(file, `/detectors/${k}/detector`, `must be one of ${Object.keys(seriesDetectors).join(', ')}`);
+  }
+  const l = cfg.risk.levels;
+  if (!(l.medium <= l.high && l.high <= l.critical)) throw new ConfigError(file, '/risk/levels', 'must satisfy medium <= high <= critical');
+  for (const t of ['containment', 'isolation'] as const) {
+    const z = cfg.zones[t];
+    if (z.exitScore > z.enterScore) throw new ConfigError(file, `/zones/${t}/exitScore`, `must not exceed enterScore (${z.enterScore})`);
+  }
+  return cfg;
 }
 
 export function defaultEngineConfig(): EngineConfig {

@@ -132,6 +132,8 @@ export interface Zone {
   triggers: string[];
   /** Since when every trigger has been below the exit threshold (epoch ms), or null. */
   calmSince: number | null;
+  /** Start of the first window in which the trigger held (epoch ms): time to containment starts here. */
+  detectedAt?: number;
 }
 
 export type FlagAction = 'route' | 'ratelimit' | 'block';
@@ -172,4 +174,5 @@ export interface PublicZone {
   pinned: boolean;
   createdAt: string;
   expiresAt: string | null;
+  detectedAt?: string;
 }

@@ -47,6 +47,7 @@ export class ZoneManager {
   private readonly zones = new Map<string, Zone>();
   private readonly byTarget = new Map<string, string>();
   private readonly streak = new Map<string, number>();
+  private readonly since = new Map<string, number>();
   private readonly held = new Set<string>();
   // Targets an operator released by hand: automation leaves them alone for a cool-down.
   private readonly suppressed = new Map<string, number>();
@@ -106,12 +107,14 @@ export class ZoneManager {
         if (item.score >= policy.enterScore) {
           const n = (this.streak.get(sk) ?? 0) + 1;
           this.streak.set(sk, n);
+          if (n === 1) this.since.set(sk, now - this.cfg.risk.windowMs);
           // Isolation is no fallback for a containment the blast-radius guard held back: that
           // decision waits for an operator.
           if (type === 'isolation' && this.held.has(`containment|${item.key}`)) continue;
           if (n >= policy.enterWindows) this.trigger(type, item, now);
         } else if (this.streak.delete(sk)) {
           this.held.delete(sk);
+          this.since.delete(sk);
         }
       }
     }
@@ -242,7 +245,7 @@ export class ZoneManager {
       }
     }
     const reason = `${label(item.subject)} risk ${item.score} (${item.level})${item.reasons.length ? `: ${item.reasons.slice(0, 3).map((r) => r.detail).join('; ')}` : ''}`;
-    this.open(type, target, [member], reason, now, now + policy.ttlMs, 'risk', [item.key]);
+    this.open(type, target, [member], reason, now, now + policy.ttlMs, 'risk', [item.key], this.since.get(`${type}|${item.key}`));
     if (type === 'containment') {
       const isoId = this.byTarget.get(`isolation:${member.service}`);
       const isoZone = isoId ? this.zones.get(isoId) : undefined;
@@ -264,7 +267,7 @@ export class ZoneManager {
     return null;
   }
 
-  private open(type: ZoneType, target: string, members: ZoneMember[], reason: string, now: number, expiresAt: number | null, origin: Zone['origin'], triggers: string[]): Zone {
+  private open(type: ZoneType, target: string, members: ZoneMember[], reason: string, now: number, expiresAt: number | null, origin: Zone['origin'], triggers: string[], detectedAt?: number): Zone {
     const z: Zone = {
       id: `${type}-${members[0]!.service}-${++this.seq}`,
       type,
@@ -278,6 +281,7 @@ export class ZoneManager {
       triggers,
       calmSince: null,
     };
+    if (detectedAt !== undefined) z.detectedAt = detectedAt;
     this.zones.set(z.id, z);
     this.byTarget.set(target, z.id);
     this.emit({ ts: iso(now), event: 'zone.created', zone: publicZone(z) });
@@ -371,6 +375,7 @@ export function publicZone(z: Zone): PublicZone {
     pinned: z.pinned,
     createdAt: iso(z.createdAt),
     expiresAt: z.expiresAt === null ? null : iso(z.expiresAt),
+    ...(z.detectedAt !== undefined ? { detectedAt: iso(z.detectedAt) } : {}),
   };
 }
 

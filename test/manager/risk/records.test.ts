@@ -38,3 +38,16 @@ test('invalid records name the field', () => {
   assert.throws(() => parseRecordLine('{"ts":'), /not valid JSON/);
   assert.throws(() => parseRecordLine('[1]'), /must be a JSON object/);
 });
+
+test('engine config: defaults, and errors naming the field', async () => {
+  const { resolveEngineConfig, defaultEngineConfig } = await import('../../../src/manager/risk/config.js');
+  const d = defaultEngineConfig();
+  assert.equal(d.risk.windowMs, 10_000);
+  assert.equal(d.zones.containment.enterScore, 80);
+  assert.equal(d.zones.isolation.enterScore, 50);
+  assert.deepEqual(d.risk.levels, { medium: 25, high: 50, critical: 80 });
+  assert.throws(() => resolveEngineConfig({ detectors: { controlChart: { detector: 'magic' } } }, 'm.yaml'), /m\.yaml: \/detectors\/controlChart\/detector: must be one of/);
+  assert.throws(() => resolveEngineConfig({ zones: { isolation: { exitScore: 70 } } }, 'm.yaml'), /\/zones\/isolation\/exitScore: must not exceed enterScore/);
+  assert.throws(() => resolveEngineConfig({ risk: { windowMs: 'ten' } }, 'm.yaml'), /\/risk\/windowMs: must be integer/);
+  assert.throws(() => resolveEngineConfig({ zones: { bogus: 1 } }, 'm.yaml'), /\/zones\/bogus: is not a known field/);
+});
