@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { sourceNamespace, triClauses, type Clause, type Tri } from './clauses.js';
+import { DecisionTrie, levelsOf } from './hot-cache.js';
 import { compileAuthz, type CompiledAuthz, type CompiledPolicy, type CompiledRule, type DestinationEntry, type KeyPlan } from './compile.js';
 import type { AuthzDecision, PolicyDocument, PolicyRequest, RuleRef } from './types.js';
 
@@ -17,6 +18,8 @@ export interface EngineOptions {
   cacheMax?: number;
   /** Share one cache across versions (keys carry the version, so old entries simply age out). */
   cache?: LRUCache<string, AuthzDecision>;
+  /** Decisions held by the first tier (nested Maps, this version only; default 16,384). */
+  hotMax?: number;
 }
 
 export interface RuleTrace {
@@ -108,6 +111,8 @@ export class AuthorizationEngine {
   readonly #prefix: string;
   readonly #cache: LRUCache<string, AuthzDecision> | null;
   readonly #keys = new Map<DestinationEntry, KeyFn>();
+  readonly #hot: DecisionTrie<AuthzDecision> | null;
+  readonly #levels = new Map<DestinationEntry, ReturnType<typeof levelsOf>>();
   readonly #defaultDecision = new Map<string, AuthzDecision>();
   #hits = 0;
   #misses = 0;
@@ -117,6 +122,7 @@ export class AuthorizationEngine {
     this.#prefix = `${opts.version ?? this.#c.digest}${SEP}`;
     const max = opts.cacheMax ?? 50_000;
     this.#cache = opts.cache ?? (max > 0 ? new LRUCache<string, AuthzDecision>({ max }) : null);
+    this.#hot = this.#cache === null ? null : new DecisionTrie<AuthzDecision>(opts.hotMax ?? 16_384);
   }
 
   get digest(): string {
@@ -141,19 +147,28 @@ export class AuthorizationEngine {
     if (entry.empty) return this.#default(r.destService);
     const cache = this.#cache;
     if (cache === null) return this.#decide(entry, r);
+    let levels = this.#levels.get(entry);
+    if (levels === undefined) this.#levels.set(entry, (levels = levelsOf(entry.plan)));
+    const hot = this.#hot!;
+    const first = hot.get(entry, levels, r);
+    if (first !== undefined) {
+      this.#hits++;
+      return first;
+    }
     let kf = this.#keys.get(entry);
     if (kf === undefined) this.#keys.set(entry, (kf = keyFn(this.#prefix, entry.plan)));
     const key = kf(r);
-    const hit = cache.get(key);
-    if (hit !== undefined) {
-      this.#hits++;
-      return hit;
+    let d = cache.get(key);
+    if (d !== undefined) this.#hits++;
+    else {
+      this.#misses++;
+      d = this.#decide(entry, r);
+      cache.set(key, d);
     }
-    this.#misses++;
-    const d = this.#decide(entry, r);
-    cache.set(key, d);
+    hot.set(entry, levels, r, d);
     return d;
   }
+
 
   /** The decision without the cache (benchmarks and explain use it). */
   decide(r: PolicyRequest): AuthzDecision {
