@@ -219,3 +219,16 @@ test('an upstream that stalls mid-body past the idle timeout ends the response e
     await staller.close();
   }
 });
+
+test('a client that never finishes its request head gets 408', async () => {
+  const sc2 = await startSidecar(up.port, { timeouts: { headersMs: 300 } });
+  try {
+    const before = up.seen.length;
+    const res = await rawExchange(sc2.ports.inbound, 'GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ', 5000);
+    assert.equal(statusOf(res), 408, res);
+    assert.match(res, /ETZ_ERR_REQUEST_TIMEOUT/);
+    assert.equal(up.seen.length, before);
+  } finally {
+    await sc2.close({ drainMs: 50 });
+  }
+});
