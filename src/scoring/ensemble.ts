@@ -57,6 +57,7 @@ export class Ensemble implements SeriesDetector {
   private readonly extremeWarmup: number;
   private readonly extremeZ: number;
   private readonly extremeMode: number;
+  private readonly extremeMinZ: number;
   private readonly extremeGap: number;
   private lastExtreme = -Infinity;
   private hi = 0;
@@ -80,7 +81,7 @@ export class Ensemble implements SeriesDetector {
       numOpt(opts, 'shiftWeight', 0, 0),
       numOpt(opts, 'localWeight', 0, 0),
     ]);
-    this.p = numOpt(opts, 'p', Infinity, 1);
+    this.p = opts?.p === Infinity ? Infinity : numOpt(opts, 'p', Infinity, 1);
     this.c = numOpt(opts, 'c', 5, 1e-6);
     this.buckets = Math.round(numOpt(opts, 'buckets', 288, 1, 100_000));
     this.bucketAlpha = numOpt(opts, 'bucketAlpha', 0.3, 1e-6, 1);
@@ -92,17 +93,18 @@ export class Ensemble implements SeriesDetector {
     this.localResid = new EwStats(numOpt(opts, 'localResidAlpha', 0.01, 1e-6, 1));
     this.peaks = new SlidingMax(Math.round(numOpt(opts, 'peakWindow', 300, 1)));
     this.peakDecay = numOpt(opts, 'peakDecay', 0.995, 0, 1);
-    this.peakRatio = numOpt(opts, 'peakRatio', 1.2, 0);
+    this.peakRatio = numOpt(opts, 'peakRatio', 1.3, 0);
     this.refractory = Math.round(numOpt(opts, 'refractory', 0, 0));
     this.alarmZ = numOpt(opts, 'alarmZ', 7, 0);
     this.likWeight = numOpt(opts, 'likelihoodWeight', 1, 0);
     this.likScale = numOpt(opts, 'likelihoodScale', 3, 1e-6);
     this.likWarmup = numOpt(opts, 'likelihoodWarmup', 300, 1);
-    this.likShortWin = new WindowStats(Math.round(numOpt(opts, 'likelihoodShort', 10, 1)));
+    this.likShortWin = new WindowStats(Math.round(numOpt(opts, 'likelihoodShort', 5, 1)));
     this.likHist = new EwStats(numOpt(opts, 'likelihoodAlpha', 0.0005, 1e-7, 1));
-    this.extremeTol = numOpt(opts, 'extremeTolerance', 0.05, 0);
+    this.extremeTol = numOpt(opts, 'extremeTolerance', 0.02, 0);
     this.extremeWarmup = numOpt(opts, 'extremeWarmup', 150, 0);
     this.extremeZ = numOpt(opts, 'extremeZ', 10, 0);
+    this.extremeMinZ = numOpt(opts, 'extremeMinZ', 4, 0);
     this.extremeMode = Math.round(numOpt(opts, 'extremeMode', 1, 0, 2));
     this.extremeGap = numOpt(opts, 'extremeGap', 100, 0);
     this.damp = numOpt(opts, 'damp', 0, 0, 1);
@@ -182,7 +184,7 @@ export class Ensemble implements SeriesDetector {
       const range = this.hi - this.lo;
       if (this.seen > this.extremeWarmup && range > 0) {
         const tol = range * this.extremeTol;
-        extreme = x > this.hi + tol || x < this.lo - tol;
+        extreme = (x > this.hi + tol || x < this.lo - tol) && z >= this.extremeMinZ;
       }
       if (x > this.hi || this.seen === 0) this.hi = x;
       if (x < this.lo || this.seen === 0) this.lo = x;
