@@ -36,10 +36,18 @@ function parseWrkLatency(s: string | undefined): number | null {
   return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
 }
 
-export async function saturate(url: string, connections: number, seconds: number, threads = 2): Promise<SaturationResult> {
+/** Extra request headers, and (wrk only) a Lua script that may vary them per request. */
+export interface LoadExtras {
+  headers?: Record<string, string>;
+  wrkScript?: string;
+}
+
+export async function saturate(url: string, connections: number, seconds: number, threads = 2, extras: LoadExtras = {}): Promise<SaturationResult> {
   if (haveCommand('wrk')) {
+    const extra = Object.entries(extras.headers ?? {}).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+    if (extras.wrkScript) extra.push('-s', extras.wrkScript);
     const out = await new Promise<string>((resolve, reject) => {
-      const p = spawn('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', ...extra, url], { stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
       p.stdout.on('data', (c: Buffer) => (text += c));
       p.stderr.on('data', (c: Buffer) => (text += c));
@@ -60,7 +68,7 @@ export async function saturate(url: string, connections: number, seconds: number
       p99Ms: parseWrkLatency(/\s99%\s+(\S+)/.exec(out)?.[1]),
     };
   }
-  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1 });
+  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, ...(extras.headers ? { headers: extras.headers } : {}) });
   return {
     tool: 'autocannon',
     rps: r.requests.average,
@@ -71,8 +79,8 @@ export async function saturate(url: string, connections: number, seconds: number
   };
 }
 
-export async function fixedRate(url: string, rate: number, seconds: number, connections = 16): Promise<FixedRateResult> {
-  const r = await autocannon({ url, connections, duration: seconds, overallRate: rate, pipelining: 1 });
+export async function fixedRate(url: string, rate: number, seconds: number, connections = 16, headers?: Record<string, string>): Promise<FixedRateResult> {
+  const r = await autocannon({ url, connections, duration: seconds, overallRate: rate, pipelining: 1, ...(headers ? { headers } : {}) });
   return {
     rps: r.requests.average,
     requests: r.requests.total,

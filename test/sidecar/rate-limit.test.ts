@@ -111,9 +111,12 @@ test('shadow limits count would-be denials without denying; metrics per limit', 
   })!;
   for (let i = 0; i < 5; i++) assert.equal(f.onRequest(fakeCtx({ peer: 'spiffe://etz.local/ns/default/sa/productpage' })), undefined);
   const text = await reg.metrics();
-  assert.match(text, /etz_ratelimit_requests_total\{limit="trial",result="allowed",shadow="true"\} 1/);
-  assert.match(text, /etz_ratelimit_requests_total\{limit="trial",result="limited",shadow="true"\} 4/);
+  assert.match(text, /etz_ratelimit_requests_total\{limit="trial",result="allowed",shadow="true",direction="inbound"\} 1/);
+  assert.match(text, /etz_ratelimit_requests_total\{limit="trial",result="limited",shadow="true",direction="inbound"\} 4/);
   assert.match(text, /etz_ratelimit_keys\{limit="trial",direction="inbound"\} 1/);
+  // A second scrape adds only what is new.
+  f.onRequest(fakeCtx({ peer: 'spiffe://etz.local/ns/default/sa/productpage' }));
+  assert.match(await reg.metrics(), /etz_ratelimit_requests_total\{limit="trial",result="limited",shadow="true",direction="inbound"\} 5/);
 });
 
 test('limits scoped by host, match and header key; directions', () => {

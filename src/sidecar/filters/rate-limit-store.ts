@@ -36,6 +36,9 @@ export class GcraStore {
   private readonly interval: number;
   private readonly tolerance: number;
   private readonly tats: LRUCache<string, number>;
+  /** Decisions so far, exported by the metrics collector (a prom-client inc per request costs more than the check). */
+  allowed = 0;
+  limited = 0;
 
   constructor(p: GcraParams) {
     this.requests = p.requests;

@@ -1,5 +1,4 @@
 import { ConfigError } from '../../core/errors.js';
-import type { Counter } from '../../core/metrics.js';
 import type { CompileEnv, Direction, FilterFactory, HttpFilter, LocalReply, RequestContext } from '../filter.js';
 import { compileMatchList, QueryCache, rawHeader, routeMatchListSchema, type RequestPredicate, type RouteMatchConfig } from '../routing/match.js';
 import { counter, gauge, instanceState, peekState } from '../routing/instance-state.js';
@@ -90,12 +89,13 @@ interface CompiledLimit {
   shadow: boolean;
   hosts: Set<string> | undefined;
   match: RequestPredicate | undefined;
-  allowed: ReturnType<Counter<'limit' | 'result'>['labels']>;
-  limited: ReturnType<Counter<'limit' | 'result'>['labels']>;
 }
 
 interface LimitState {
   stores: Map<string, GcraStore>;
+  shadow: Map<string, boolean>;
+  /** Counts already added to the exported counter, per store. */
+  reported: WeakMap<GcraStore, { allowed: number; limited: number }>;
 }
 
 function applies(l: CompiledLimit, ctx: RequestContext, q: { cache?: QueryCache }): boolean {
@@ -138,14 +138,14 @@ class RateLimitFilter implements HttpFilter {
       const v = l.store.check(key, now, false);
       this.verdicts[i] = v;
       if (!v.allowed) {
-        if (l.shadow) l.limited.inc();
+        if (l.shadow) l.store.limited++;
         else if (worst < 0 || v.retryAfterMs > this.verdicts[worst]!.retryAfterMs) worst = i;
       }
     }
     if (worst >= 0) {
       for (let i = 0; i < limits.length; i++) {
         const v = this.verdicts[i];
-        if (v && !v.allowed && !limits[i]!.shadow) limits[i]!.limited.inc();
+        if (v && !v.allowed && !limits[i]!.shadow) limits[i]!.store.limited++;
       }
       const l = limits[worst]!;
       const v = this.verdicts[worst]!;
@@ -168,7 +168,7 @@ class RateLimitFilter implements HttpFilter {
       const v = this.verdicts[i];
       if (v && v.allowed) {
         limits[i]!.store.commit(this.keys[i]!, now);
-        limits[i]!.allowed.inc();
+        limits[i]!.store.allowed++;
       }
     }
     return undefined;
@@ -183,8 +183,27 @@ export interface RateLimitCompileOptions {
 export function compileRateLimits(config: RateLimitsResource | undefined, env: CompileEnv, opts: RateLimitCompileOptions = {}): HttpFilter | null {
   const limitsCfg = (config ?? []).filter((l) => (l.directions ?? ['inbound', 'gateway']).includes(env.direction));
   if (limitsCfg.length === 0) return null;
-  const decisions = counter(env.metrics, 'etz_ratelimit_requests_total', 'Requests checked by a rate limit, by result (allowed, limited; shadow limits count limited without denying).', ['limit', 'result', 'shadow']);
-  const state = instanceState<LimitState>(env.metrics, `rate-limit:${env.direction}`, () => ({ stores: new Map() }));
+  const state = instanceState<LimitState>(env.metrics, `rate-limit:${env.direction}`, () => ({ stores: new Map(), shadow: new Map(), reported: new WeakMap() }));
+  counter(
+    env.metrics,
+    'etz_ratelimit_requests_total',
+    'Requests checked by a rate limit, by result (allowed, limited; shadow limits count limited without denying).',
+    ['limit', 'result', 'shadow', 'direction'],
+    function collect() {
+      // Counts live on the stores (plain numbers on the hot path); the scrape adds what is new.
+      for (const dir of ['inbound', 'outbound', 'gateway'] as const) {
+        const st = peekState<LimitState>(env.metrics, `rate-limit:${dir}`);
+        if (!st) continue;
+        for (const [name, store] of st.stores) {
+          const seen = st.reported.get(store) ?? { allowed: 0, limited: 0 };
+          const shadow = String(st.shadow.get(name) ?? false);
+          if (store.allowed > seen.allowed) this.inc({ limit: name, result: 'allowed', shadow, direction: dir }, store.allowed - seen.allowed);
+          if (store.limited > seen.limited) this.inc({ limit: name, result: 'limited', shadow, direction: dir }, store.limited - seen.limited);
+          st.reported.set(store, { allowed: store.allowed, limited: store.limited });
+        }
+      }
+    },
+  );
   gauge(env.metrics, 'etz_ratelimit_keys', 'Keys tracked per rate limit (bounded by maxKeys).', ['limit', 'direction'], function collect() {
     this.reset();
     for (const dir of ['inbound', 'outbound', 'gateway'] as const) {
@@ -200,23 +219,24 @@ export function compileRateLimits(config: RateLimitsResource | undefined, env: C
     const params = { requests: l.requests, periodMs: l.periodMs ?? PER_MS[l.per ?? 'second'], burst: l.burst, maxKeys: l.maxKeys };
     let store = state.stores.get(l.name);
     if (!store || !store.sameAs(params)) store = new GcraStore(params);
-    const shadow = l.shadow ?? false;
     return {
       name: l.name,
       store,
       keyOf: keyFunction(l.key),
-      shadow,
+      shadow: l.shadow ?? false,
       hosts: l.hosts ? new Set(l.hosts.map((h) => h.toLowerCase())) : undefined,
       match: l.match ? compileMatchList(l.match, 'rateLimits', `${field}/match`) : undefined,
-      allowed: decisions.labels(l.name, 'allowed', String(shadow)),
-      limited: decisions.labels(l.name, 'limited', String(shadow)),
     };
   });
   // The shared store table changes when this version serves its first request, not at compile:
   // a version that fails to compile must leave the running one's buckets alone.
   const activate = () => {
     state.stores.clear();
-    for (const l of compiled) state.stores.set(l.name, l.store);
+    state.shadow.clear();
+    for (const l of compiled) {
+      state.stores.set(l.name, l.store);
+      state.shadow.set(l.name, l.shadow);
+    }
   };
   return new RateLimitFilter(compiled, opts.now ?? Date.now, activate);
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CompileEnv, FilterFactory, HttpFilter, RequestContext } from '../filter.js';
 import { PrincipalDetector, detectorSchema, type DetectorConfig, type RemoteFlag } from './adaptive.js';
-import { counter, gauge, instanceState } from './instance-state.js';
+import { counter, gauge, instanceState, peekState } from './instance-state.js';
 import { QueryCache, rawHeader } from './match.js';
 import { RouteTable, cookieValue, routeRuleSchema, type CompiledRoute, type RouteRuleConfig } from './table.js';
 import { DestinationPolicies, destinationPolicySchema } from '../upstream/destination-policy.js';
@@ -127,7 +127,7 @@ class RoutingFilter implements HttpFilter {
   constructor(
     private readonly table: RouteTable,
     private readonly detector: PrincipalDetector | undefined,
-    private readonly rerouted: { inc(): void },
+    private readonly rerouted: { count: number },
     private readonly now: () => number,
     private activate: (() => void) | undefined,
   ) {}
@@ -161,7 +161,7 @@ class RoutingFilter implements HttpFilter {
       dest = route.suspicious.pick(hashKey, Math.random);
       rerouted = true;
       ctx.decision = 'rerouted';
-      this.rerouted.inc();
+      this.rerouted.count++;
     } else if (route.split !== undefined) {
       dest = route.split.pick(hashKey, Math.random);
     }
@@ -206,9 +206,20 @@ export function compileRouting(config: RoutesResource | undefined, env: CompileE
   if (useDetector) {
     detector = detectorFor(env.metrics);
     const flaggedTotal = counter(env.metrics, 'etz_principals_flagged_total', 'End-user principals flagged suspicious by the local detector.', []);
+    // A flood of scrapers must not become a flood of log lines: one line per 10 s at most, with
+    // the count and a few names; the metric counts every one.
+    let window = { start: 0, count: 0, sample: [] as string[] };
+    const logger = env.logger;
     detector.onFlag ??= (principal, until) => {
       flaggedTotal.inc();
-      env.logger.warn({ principal, until: new Date(until).toISOString() }, 'principal flagged suspicious: rerouting');
+      const now = Date.now();
+      if (now - window.start >= 10_000) {
+        if (window.count > 1) logger.warn({ flagged: window.count, sample: window.sample }, 'principals flagged suspicious: rerouting');
+        window = { start: now, count: 0, sample: [] };
+        logger.warn({ principal, until: new Date(until).toISOString() }, 'principal flagged suspicious: rerouting');
+      }
+      window.count++;
+      if (window.sample.length < 5) window.sample.push(principal);
     };
     const det = detector;
     gauge(env.metrics, 'etz_principals_flagged', 'End-user principals currently flagged (local detector and zone manager).', [], function collect() {
@@ -216,7 +227,17 @@ export function compileRouting(config: RoutesResource | undefined, env: CompileE
     });
   }
   if (table.size === 0 && !gatewayCounts) return null;
-  const reroutes = counter(env.metrics, 'etz_route_rerouted_total', 'Requests of flagged principals sent to a route\'s suspicious destination.', ['direction']).labels(env.direction);
+  // A plain number on the hot path; the scrape adds what is new to the exported counter.
+  const reroutes = instanceState(env.metrics, `rerouted:${env.direction}`, () => ({ count: 0, reported: 0 }));
+  counter(env.metrics, 'etz_route_rerouted_total', 'Requests of flagged principals sent to a route\'s suspicious destination.', ['direction'], function collect() {
+    for (const dir of ['outbound', 'gateway'] as const) {
+      const r = peekState<{ count: number; reported: number }>(env.metrics, `rerouted:${dir}`);
+      if (r && r.count > r.reported) {
+        this.inc({ direction: dir }, r.count - r.reported);
+        r.reported = r.count;
+      }
+    }
+  });
   const d = detector;
   // Shared detector settings change when this version serves its first request, never at compile:
   // a version that fails to compile (a later filter refuses it) must leave them as they were.

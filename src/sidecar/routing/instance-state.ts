@@ -29,10 +29,16 @@ export function peekState<T>(owner: object, slot: string): T | undefined {
 }
 
 /** Metrics survive versions too: registering a name twice in one registry would throw. */
-export function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]): Counter<L> {
+export function counter<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  collect?: (this: Counter<L>) => void,
+): Counter<L> {
   const existing = registry.getSingleMetric(name);
   if (existing) return existing as Counter<L>;
-  return new Counter({ name, help, labelNames: [...labelNames], registers: [registry] });
+  return new Counter({ name, help, labelNames: [...labelNames], registers: [registry], ...(collect ? { collect } : {}) });
 }
 
 export function gauge<L extends string>(

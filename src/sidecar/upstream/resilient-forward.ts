@@ -215,11 +215,98 @@ export function forwardResilient(
     // As in forward.ts: a malformed body in the same packet is refused before anything is sent.
     process.nextTick(() => {
       if (ctx.done || ctx.res.headersSent || ctx.req.destroyed) return;
-      void run(ctx, cluster, connector, proto, endpoints, route, requestBody(ctx, opts));
+      send(ctx, cluster, connector, proto, endpoints, route, requestBody(ctx, opts));
     });
     return;
   }
-  void run(ctx, cluster, connector, proto, endpoints, route, null);
+  send(ctx, cluster, connector, proto, endpoints, route, null);
+}
+
+function send(
+  ctx: Ctx,
+  cluster: Cluster,
+  connector: UpstreamConnector,
+  proto: string,
+  endpoints: readonly Endpoint[],
+  route: ResilientRoute,
+  body: NodeJS.ReadableStream | null,
+): void {
+  if (route.retry === undefined || route.retry.attempts === 0) sendOnce(ctx, cluster, connector, proto, endpoints, route, body);
+  else void run(ctx, cluster, connector, proto, endpoints, route, body);
+}
+
+/**
+ * One try and no retry possible: nothing to decide after the response head, so the response
+ * streams at once (no pause, no promise) while balancing, circuit breaking and outlier
+ * detection still apply.
+ */
+function sendOnce(
+  ctx: Ctx,
+  cluster: Cluster,
+  connector: UpstreamConnector,
+  proto: string,
+  endpoints: readonly Endpoint[],
+  route: ResilientRoute,
+  body: NodeJS.ReadableStream | null,
+): void {
+  const t = route.traffic;
+  const over = t.circuit.tryAcquire();
+  if (over !== null) {
+    route.observer.overflow?.(t.service, over);
+    replyLocal(ctx, localReply('ETZ_ERR_UPSTREAM_OVERFLOW', `circuit breaker: ${over} limit of '${cluster.name}' reached`, { 'x-etz-overflow': over }));
+    return;
+  }
+  const now = Date.now();
+  const ep = t.balancer.pick(endpoints, route.hashKey, t.outlier.ejectedCount(now) > 0 ? (e) => t.outlier.isEjected(e.key, now) : undefined)!;
+  ctx.endpoint = ep;
+  t.balancer.started(ep.key);
+  const options: Dispatcher.DispatchOptions = {
+    method: ctx.method as Dispatcher.HttpMethod,
+    path: ctx.req.url ?? '/',
+    headers: upstreamRequestHeaders(ctx, proto),
+    body: body as Dispatcher.DispatchOptions['body'],
+    idempotent: false,
+    blocking: false,
+  };
+  dispatchAttempt(connector.dispatcher(ep, cluster), options, new TrackedHandler(ctx, t, ep.key, endpoints.length));
+}
+
+/** The plain streaming handler, plus outlier bookkeeping and the release of the admission. */
+class TrackedHandler extends ProxyResponseHandler {
+  readonly #t: DestinationTraffic<Endpoint>;
+  readonly #key: string;
+  readonly #total: number;
+  #open = true;
+
+  constructor(ctx: Ctx, t: DestinationTraffic<Endpoint>, key: string, total: number) {
+    super(ctx);
+    this.#t = t;
+    this.#key = key;
+    this.#total = total;
+  }
+
+  override onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode >= 200) this.#t.outlier.record(this.#key, { kind: 'response', status: statusCode }, this.#total, Date.now());
+    return super.onHeaders(statusCode, rawHeaders, resume, statusText);
+  }
+
+  override onComplete(trailers: string[] | Buffer[] | null): void {
+    super.onComplete(trailers);
+    this.#done();
+  }
+
+  override onError(err: Error): void {
+    this.#t.outlier.record(this.#key, classifyError(err), this.#total, Date.now());
+    super.onError(err);
+    this.#done();
+  }
+
+  #done(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    this.#t.balancer.finished(this.#key);
+    this.#t.circuit.release();
+  }
 }
 
 async function run(
@@ -275,6 +362,8 @@ export function compileResilience(env: CompileEnv): ((ctx: Ctx, cluster: Cluster
   // The connection pools honour each destination's maxConnections / maxRequestsPerConnection.
   env.connector.poolLimits = (cluster) => policies.poolOptions(cluster);
   return (ctx, cluster) => {
+    // A protocol switch (websocket) is one long exchange: nothing to retry or balance per request.
+    if (ctx.upgrade) return undefined;
     const d = ctx.direction === 'inbound' ? undefined : routeDecision(ctx);
     if (d === undefined && !policies.has(cluster.name)) return undefined;
     if (d !== undefined && d.retry === undefined && d.timeoutMs === undefined && d.hashKey === undefined && !policies.has(cluster.name)) return undefined;
