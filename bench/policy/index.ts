@@ -5,6 +5,7 @@ import { compileAuthz } from '../../src/policy/compile.js';
 import { validatePolicyDocuments } from '../../src/policy/load.js';
 import { lintPolicies } from '../../src/policy/lint.js';
 import type { AuthorizationPolicy, PolicyRequest } from '../../src/policy/types.js';
+import { mulberry32 } from '../../src/scoring/prng.js';
 
 /**
  * Policy engine microbenchmark: decisions per second with 10,000 policies loaded, side by side
@@ -20,17 +21,8 @@ function arg(args: string[], name: string, dflt: number): number {
   return i >= 0 && args[i + 1] ? Number(args[i + 1]) : dflt;
 }
 
-// Deterministic generator (mulberry32) so that every run loads the same set.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Deterministic: every run loads the same set.
+const rng = mulberry32;
 
 const sa = (ns: string, name: string) => `spiffe://etz.local/ns/${ns}/sa/${name}`;
 

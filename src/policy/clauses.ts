@@ -1,4 +1,4 @@
-import { compileCidrs, compileGlobs, compilePaths, type Matcher } from './match.js';
+import { attrTest, compileCidrs, compileGlobs, compilePaths, type Matcher } from './match.js';
 import { conditionHeader } from './load.js';
 import type { Condition, OperationMatch, PolicyRequest, Selector, SourceMatch } from './types.js';
 
@@ -101,17 +101,7 @@ function positive(attr: Attr, m: Matcher): Pred | undefined {
 function scalar(field: string, attr: Attr, m: Matcher, negate: boolean): Clause {
   const fast = negate ? undefined : positive(attr, m);
   if (fast) return { field, attr, test: fast };
-  const get = GETTERS[attr]!;
-  const test: Pred = negate
-    ? (r) => {
-        const v = get(r);
-        return v === undefined || !m(v);
-      }
-    : (r) => {
-        const v = get(r);
-        return v !== undefined && m(v);
-      };
-  return { field, attr, test };
+  return { field, attr, test: attrTest(GETTERS[attr]!, m, negate) };
 }
 
 function list(field: string, attr: Attr, m: Matcher, negate: boolean): Clause {
@@ -190,17 +180,7 @@ export function conditionClauses(c: Condition, f: string): Clause[] {
     if (!vals) continue;
     const field = `${f}.${negate ? 'notValues' : 'values'}`;
     if (header !== undefined) {
-      const m = compileGlobs(vals);
-      const test: Pred = negate
-        ? (r) => {
-            const v = headerValue(r, header);
-            return v === undefined || !m(v);
-          }
-        : (r) => {
-            const v = headerValue(r, header);
-            return v !== undefined && m(v);
-          };
-      out.push({ field, attr: 'header', header, test });
+      out.push({ field, attr: 'header', header, test: attrTest((r: PolicyRequest) => headerValue(r, header), compileGlobs(vals), negate) });
       continue;
     }
     switch (c.key) {

@@ -7,23 +7,40 @@
 
 export type Matcher = (value: string) => boolean;
 
+interface Classified {
+  any: boolean;
+  exact: Set<string>;
+  prefixes: string[];
+  suffixes: string[];
+  regexes: RegExp[];
+}
+
+/** Sort patterns by the cheapest test that decides them; `inner` builds the RegExp of the rest. */
+function classify(patterns: readonly string[], norm: (p: string) => string, anyOf: ReadonlySet<string>, inner: (p: string) => RegExp): Classified {
+  const c: Classified = { any: false, exact: new Set(), prefixes: [], suffixes: [], regexes: [] };
+  for (const raw of patterns) {
+    const p = norm(raw);
+    if (anyOf.has(p)) c.any = true;
+    else if (!p.includes('*')) c.exact.add(p);
+    else if (p.endsWith('*') && p.indexOf('*') === p.length - 1) c.prefixes.push(p.slice(0, -1));
+    else if (p.startsWith('*') && p.lastIndexOf('*') === 0) c.suffixes.push(p.slice(1));
+    else c.regexes.push(inner(p));
+  }
+  return c;
+}
+
+const ANY_GLOB = new Set(['*']);
+const ANY_PATH = new Set(['*', '**']);
+
 /** Globs where `*` matches any run of characters (principals, namespaces, hosts, header values). */
 export function compileGlobs(patterns: readonly string[], caseInsensitive = false): Matcher {
-  const exact = new Set<string>();
-  const prefixes: string[] = [];
-  const suffixes: string[] = [];
-  const regexes: RegExp[] = [];
-  let any = false;
-  for (const raw of patterns) {
-    const p = caseInsensitive ? raw.toLowerCase() : raw;
-    if (p === '*') any = true;
-    else if (!p.includes('*')) exact.add(p);
-    else if (p.endsWith('*') && p.indexOf('*') === p.length - 1) prefixes.push(p.slice(0, -1));
-    else if (p.startsWith('*') && p.lastIndexOf('*') === 0) suffixes.push(p.slice(1));
-    else regexes.push(new RegExp(`^${p.split('*').map(escapeRe).join('.*')}$`, caseInsensitive ? 'i' : ''));
-  }
-  if (any) return () => true;
-  return finish(exact, prefixes, suffixes, regexes, caseInsensitive);
+  const c = classify(
+    patterns,
+    (p) => (caseInsensitive ? p.toLowerCase() : p),
+    ANY_GLOB,
+    (p) => new RegExp(`^${p.split('*').map(escapeRe).join('.*')}$`, caseInsensitive ? 'i' : ''),
+  );
+  return c.any ? () => true : finish(c, caseInsensitive);
 }
 
 /**
@@ -31,21 +48,8 @@ export function compileGlobs(patterns: readonly string[], caseInsensitive = fals
  * or `{*}` = one path segment; `**` or `{**}` = any number of segments.
  */
 export function compilePaths(patterns: readonly string[]): Matcher {
-  const exact = new Set<string>();
-  const prefixes: string[] = [];
-  const suffixes: string[] = [];
-  const regexes: RegExp[] = [];
-  let any = false;
-  for (const raw of patterns) {
-    const p = raw.replace(/\{\*\*\}/g, '**').replace(/\{\*\}/g, '*');
-    if (p === '*' || p === '**') any = true;
-    else if (!p.includes('*')) exact.add(p);
-    else if (p.endsWith('*') && p.indexOf('*') === p.length - 1) prefixes.push(p.slice(0, -1));
-    else if (p.startsWith('*') && p.lastIndexOf('*') === 0) suffixes.push(p.slice(1));
-    else regexes.push(pathGlobRegex(p));
-  }
-  if (any) return () => true;
-  return finish(exact, prefixes, suffixes, regexes, false);
+  const c = classify(patterns, (p) => p.replace(/\{\*\*\}/g, '**').replace(/\{\*\}/g, '*'), ANY_PATH, pathGlobRegex);
+  return c.any ? () => true : finish(c, false);
 }
 
 function pathGlobRegex(p: string): RegExp {
@@ -62,7 +66,7 @@ function pathGlobRegex(p: string): RegExp {
   return new RegExp(`^${src}$`);
 }
 
-function finish(exact: Set<string>, prefixes: string[], suffixes: string[], regexes: RegExp[], lower: boolean): Matcher {
+function finish({ exact, prefixes, suffixes, regexes }: Classified, lower: boolean): Matcher {
   const onlyExact = prefixes.length === 0 && suffixes.length === 0 && regexes.length === 0;
   if (onlyExact) {
     if (exact.size === 1) {
@@ -83,6 +87,22 @@ function finish(exact: Set<string>, prefixes: string[], suffixes: string[], rege
     for (const r of regexes) if (r.test(v)) return true;
     return false;
   };
+}
+
+/**
+ * A test on one optional attribute. Positive: present and matching. Negative (`not…` forms):
+ * absent, or matching none — so `notPrincipals: ["*"]` matches exactly the plaintext requests.
+ */
+export function attrTest<R>(get: (r: R) => string | undefined, m: Matcher, negate: boolean): (r: R) => boolean {
+  return negate
+    ? (r) => {
+        const v = get(r);
+        return v === undefined || !m(v);
+      }
+    : (r) => {
+        const v = get(r);
+        return v !== undefined && m(v);
+      };
 }
 
 function escapeRe(s: string): string {

@@ -1,4 +1,4 @@
-import { compileCidrs, compileGlobs, type Matcher } from './match.js';
+import { attrTest, compileCidrs, compileGlobs, type Matcher } from './match.js';
 import { resolveDefaults, digestOf } from './compile.js';
 import { policyId } from './load.js';
 import type { NetAction, NetPeer, NetRule, NetworkPolicy, PolicyDocument, PortRange, ResolvedDefaults, Selector } from './types.js';
@@ -69,18 +69,7 @@ function nsOf(principal: string | undefined): string | undefined {
   return j < 0 ? principal.slice(i + 4) : principal.slice(i + 4, j);
 }
 
-const str = (attr: Attr, get: (r: NetRequest) => string | undefined, m: Matcher, negate = false): Clause => ({
-  attr,
-  test: negate
-    ? (r) => {
-        const v = get(r);
-        return v === undefined || !m(v);
-      }
-    : (r) => {
-        const v = get(r);
-        return v !== undefined && m(v);
-      },
-});
+const str = (attr: Attr, get: (r: NetRequest) => string | undefined, m: Matcher, negate = false): Clause => ({ attr, test: attrTest(get, m, negate) });
 const zonesClause = (attr: Attr, get: (r: NetRequest) => readonly string[] | undefined, names: readonly string[]): Clause => {
   const s = new Set(names);
   return { attr, test: (r) => get(r)?.some((z) => s.has(z)) ?? false };
