@@ -85,7 +85,7 @@ export const RISK_SECTION_SCHEMA = {
         required: ['name', 'feature', 'above', 'points'],
         properties: {
           name: { type: 'string', minLength: 1 },
-          subject: { type: 'string', enum: ['service', 'instance', 'edge', 'principal'], default: 'service' },
+          subject: { type: 'string', enum: ['service', 'instance', 'edge'], default: 'service' },
           feature: {
             type: 'string',
             enum: ['requestsIn', 'requestsOut', 'errorRate', 'clientErrorRate', 'authFailures', 'latencyP50', 'latencyP95', 'bytesIn', 'bytesOut', 'fanOut', 'newEdges', 'newPaths', 'principals', 'errorLogs'],
@@ -269,7 +269,7 @@ export interface ZonePolicyConfig {
 
 export interface RuleConfig {
   name: string;
-  subject: 'service' | 'instance' | 'edge' | 'principal';
+  subject: 'service' | 'instance' | 'edge';
   feature: string;
   above: number;
   points: number;

@@ -110,7 +110,7 @@ export class EngineCore {
     this.cfg = cfg;
     this.scorer = new Scorer(cfg);
     this.subjects = new LRUCache({ max: cfg.risk.maxSubjects });
-    this.principals = new PrincipalTracker(cfg.risk.principals);
+    this.principals = new PrincipalTracker(cfg.risk.principals, cfg.detectors.priors.intelWeight);
     this.principalScores = new LRUCache({ max: cfg.risk.principals.maxTracked });
     this.alerted = new LRUCache({ max: 10_000 });
     this.traffic = new TrafficRecorder(cfg.risk.windowMs);
@@ -162,7 +162,10 @@ export class EngineCore {
       case 'intel':
         for (const ind of rec.indicators) this.intel.add(ind);
         for (const ind of rec.indicators) {
-          if (ind.type === 'principal') this.applyVerdict({ principal: ind.value, action: 'block', reason: `principal is on threat-intel list ${ind.source ?? ''}`.trim(), score: Math.round(100 * INTEL_FACTOR[ind.severity] * 0.9), reasons: [{ detector: 'intel', detail: `threat-intel indicator (${ind.severity})`, points: Math.round(90 * INTEL_FACTOR[ind.severity]) }] }, rec.ts);
+          if (ind.type === 'principal') {
+            const pts = Math.round(this.cfg.detectors.priors.intelWeight * INTEL_FACTOR[ind.severity]);
+            this.applyVerdict({ principal: ind.value, action: 'block', reason: `principal is on threat-intel list ${ind.source ?? ''}`.trim(), score: pts, reasons: [{ detector: 'intel', detail: `threat-intel indicator (${ind.severity})`, points: pts }] }, rec.ts);
+          }
         }
         break;
     }

@@ -5,6 +5,7 @@ import { parseRecord } from './records.js';
 import type { EngineEvent, FlaggedPrincipal, PublicZone, SubjectScore, TelemetryRecord } from './types.js';
 import type { CreateZoneRequest } from '../zones/manager.js';
 import { publicZone } from '../zones/manager.js';
+import { createScoringPool, type ScoringPool } from './score-pool.js';
 import type { TrafficReport } from '../traffic/analyzer.js';
 
 /**
@@ -12,11 +13,38 @@ import type { TrafficReport } from '../traffic/analyzer.js';
  * through record timestamps and `advance(nowMs)`; the live manager calls advance from a timer with
  * Date.now(), `etz replay` with the trace's clock. A thin public class over EngineCore.
  */
+export interface EngineOptions {
+  /**
+   * Run the batch scoring step in a piscina worker (the live manager): advance() then hands each
+   * closed window to the worker and applies the scores when they come back, so detectors never
+   * run on the caller's event loop. Call close() to stop the worker. Replay and tests score inline.
+   */
+  worker?: boolean;
+  /** Where a failed background scoring step is reported (worker mode). */
+  onError?: (err: unknown) => void;
+}
+
 export class RiskEngine {
   readonly #core: EngineCore;
+  readonly #pool: ScoringPool | undefined;
+  readonly #onError: (err: unknown) => void;
+  #pending: Promise<void> | null = null;
 
-  constructor(config: EngineConfig = defaultEngineConfig()) {
+  constructor(config: EngineConfig = defaultEngineConfig(), opts: EngineOptions = {}) {
     this.#core = new EngineCore(config);
+    if (opts.worker) this.#pool = createScoringPool(config);
+    this.#onError = opts.onError ?? (() => {});
+  }
+
+  /** Stop the scoring worker (worker mode); waits for the batch in flight. */
+  async close(): Promise<void> {
+    if (this.#pending) await this.#pending;
+    await this.#pool?.close();
+  }
+
+  /** Resolves when the background scoring step in flight (worker mode) has been applied. */
+  async settled(): Promise<void> {
+    while (this.#pending) await this.#pending;
   }
 
   get config(): EngineConfig {
@@ -60,7 +88,19 @@ export class RiskEngine {
 
   /** Move the clock: close windows, score inline, run hysteresis, cool-downs and TTLs. */
   advance(nowMs: number): void {
-    this.#core.advance(nowMs);
+    if (!this.#pool) {
+      this.#core.advance(nowMs);
+      return;
+    }
+    // Worker mode: one step in flight at a time; a tick that finds one running is skipped (the
+    // next tick covers its windows), so nothing queues up behind a slow step.
+    if (this.#pending) return;
+    this.#pending = this.#core
+      .advanceAsync(nowMs, this.#pool.score)
+      .catch((err: unknown) => this.#onError(err))
+      .finally(() => {
+        this.#pending = null;
+      });
   }
 
   /**
@@ -126,8 +166,8 @@ export class RiskEngine {
   }
 }
 
-export function createEngine(config?: EngineConfig): RiskEngine {
-  return new RiskEngine(config);
+export function createEngine(config?: EngineConfig, opts?: EngineOptions): RiskEngine {
+  return new RiskEngine(config, opts);
 }
 
 export { subjectKey, normaliseKey };
@@ -138,5 +178,5 @@ export { parseRecord, parseRecordLine, parseTimestamp, RecordError } from './rec
 export { parseTrivyReport, parseBlocklist, parseStixBundle, parseFeedText, IntelIndex } from './feeds.js';
 export type { CreateZoneRequest } from '../zones/manager.js';
 export type { TrafficReport } from '../traffic/analyzer.js';
-export { createScoringPool, type ScoringPool } from './score-pool.js';
+export { createScoringPool, type ScoringPool };
 export { riskList, riskExplain, trafficReport } from './api.js';

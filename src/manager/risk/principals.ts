@@ -30,8 +30,11 @@ export class PrincipalTracker {
   private readonly recent: LRUCache<string, { ids: string[]; auth: string[]; head: number; aHead: number }>;
   private readonly flags = new Map<string, FlaggedPrincipal>();
 
-  constructor(cfg: EngineConfig['risk']['principals']) {
+  private readonly intelScale: number;
+
+  constructor(cfg: EngineConfig['risk']['principals'], intelWeight = 90) {
     this.cfg = cfg;
+    this.intelScale = intelWeight / 90;
     this.scraping = new SlidingWindowCounter({ limit: cfg.scraping.maxRequests, windowMs: cfg.scraping.windowMs, maxKeys: cfg.maxTracked });
     this.auth = new SlidingWindowCounter({ limit: cfg.authFailures.maxFailures, windowMs: cfg.authFailures.windowMs, maxKeys: cfg.maxTracked });
     this.recent = new LRUCache({ max: Math.max(1000, cfg.maxTracked) });
@@ -88,7 +91,7 @@ export class PrincipalTracker {
   }
 
   private intelVerdict(p: string, ind: Indicator, reason: string): PrincipalVerdict {
-    const pts = INTEL_POINTS[ind.severity];
+    const pts = Math.round(INTEL_POINTS[ind.severity] * this.intelScale);
     return { principal: p, action: 'block', reason, score: pts, reasons: [{ detector: 'intel', detail: reason, points: pts }] };
   }
 
