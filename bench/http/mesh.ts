@@ -3,7 +3,6 @@ import { writeFile } from 'node:fs/promises';
 import { createServer, createConnection } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
 import { initCa, issueWorkloadCert } from '../../src/identity/index.js';
 import { cpuSeconds } from '../common/proc.js';
 import { table } from '../common/report.js';
@@ -11,8 +10,9 @@ import { table } from '../common/report.js';
 /**
  * The mesh path scenario of `npm run bench -- http`: client → etz sidecar A (outbound) → mTLS →
  * etz sidecar B (inbound, STRICT) → app, against the app called directly and against the same two
- * sidecars in plaintext (which isolates what mTLS adds). Fixed rate (default 1000 req/s), each
- * sidecar its own process so its CPU is read from /proc.
+ * sidecars in plaintext (which isolates what mTLS adds). Fixed rate (default 1000 req/s) from an
+ * open-loop generator with microsecond latencies; each sidecar its own process so its CPU is read
+ * from /proc.
  */
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -105,9 +105,44 @@ async function startPair(dir: string, appPort: number, mtls: boolean): Promise<{
   return { url: `http://127.0.0.1:${aPort}/`, a, b };
 }
 
+/**
+ * Open-loop fixed-rate load with microsecond latencies (autocannon's histogram has millisecond
+ * resolution, too coarse for sub-millisecond overheads). Requests go out on a fixed timetable
+ * whatever the answers do (open loop), so a stalled proxy shows as latency, not as a lower rate.
+ */
 async function fixed(url: string, rate: number, seconds: number, connections: number): Promise<{ rps: number; requests: number; errors: number; p50Ms: number; p90Ms: number; p99Ms: number }> {
-  const r = await autocannon({ url, connections, duration: seconds, overallRate: rate, pipelining: 1, headers: { host: 'bench' } });
-  return { rps: Math.round(r.requests.average), requests: r.requests.total, errors: r.errors + r.non2xx, p50Ms: r.latency.p50, p90Ms: (r.latency as { p90?: number }).p90 ?? r.latency.p99, p99Ms: r.latency.p99 };
+  const { Pool } = await import('undici');
+  const u = new URL(url);
+  const pool = new Pool(u.origin, { connections, pipelining: 1, keepAliveTimeout: 30_000 });
+  const lat: number[] = [];
+  let errors = 0;
+  const total = Math.round(rate * seconds);
+  const interval = 1000 / rate;
+  const start = performance.now();
+  const inflight: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = start + i * interval;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    // From the scheduled time, or the actual send time when the generator itself fell behind.
+    const t0 = Math.max(due, performance.now());
+    inflight.push(
+      pool.request({ path: u.pathname, method: 'GET', headers: { host: 'bench' } }).then(async (r) => {
+        await r.body.dump();
+        if (r.statusCode !== 200) errors++;
+        else lat.push(performance.now() - t0);
+      }, () => {
+        errors++;
+      }),
+    );
+    if (inflight.length > 4096) await Promise.all(inflight.splice(0, 2048));
+  }
+  await Promise.all(inflight);
+  const elapsed = (performance.now() - start) / 1000;
+  await pool.close();
+  lat.sort((x, y) => x - y);
+  const q = (p: number): number => Math.round((lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN) * 1000) / 1000;
+  return { rps: Math.round(total / elapsed), requests: total, errors, p50Ms: q(0.5), p90Ms: q(0.9), p99Ms: q(0.99) };
 }
 
 async function measure(target: string, url: string, procs: { a?: ChildProcess; b?: ChildProcess }, o: { rate: number; seconds: number; connections: number }): Promise<MeshRow> {
