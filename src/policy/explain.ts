@@ -53,3 +53,20 @@ export function explanationJson(r: PolicyRequest, e: Explanation): Record<string
     policies: e.policies,
   };
 }
+
+/**
+ * The trace in a few short lines, for audit records: why each rule that could have decided did
+ * not (`reviews-viewer rule 0: rules[0].from[0].principals`). Capped so a huge set cannot bloat
+ * a log line.
+ */
+export function traceSummary(e: Explanation, max = 10): string[] {
+  const out: string[] = [];
+  for (const p of e.policies) {
+    if (!p.selected) continue;
+    for (const r of p.rules) {
+      if (out.length >= max) return [...out, '…'];
+      out.push(`${p.policy} rule ${r.rule}: ${r.matched ? 'matched' : `no match (${r.failed!.join('; ')})`}`);
+    }
+  }
+  return out;
+}

@@ -105,6 +105,7 @@ describe('authorization filter in the sidecar chain', () => {
     assert.equal(rec.rule, 0);
     assert.equal(rec.path, '/admin/users');
     assert.match(String(rec.explanation), /denied by policy deny-admin rule 0/);
+    assert.deepEqual(rec.trace, ['deny-admin rule 0: matched']);
     const change = logs.lines.filter((l) => l.audit === 'policy.change' && l.kind === 'authorization').at(-1);
     assert.ok(change, 'policy change recorded');
     assert.equal(change.version, version - 1);
@@ -129,6 +130,8 @@ describe('authorization filter in the sidecar chain', () => {
     const wrongTenant = await call(sidecar.ports.inbound, '/reviews/1', { 'x-tenant': 'initech' });
     assert.equal(wrongTenant.status, 403);
     assert.match(JSON.parse(wrongTenant.body).reason, /no rule of the ALLOW policies selecting reviews matched \(viewer\)/);
+    const why = logs.lines.filter((l) => l.audit === 'authz.deny').at(-1)!;
+    assert.deepEqual(why.trace, ['viewer rule 0: no match (rules[0].when[0].values)', 'audit-reads rule 0: matched']);
     assert.equal((await call(sidecar.ports.inbound, '/reviews/1', { 'x-tenant': 'acme' }, 'POST')).status, 403);
     const audits = logs.lines.filter((l) => l.audit === 'authz.audit');
     assert.ok(audits.length >= 2);

@@ -7,6 +7,7 @@ import { AuthorizationEngine } from '../../policy/engine.js';
 import { compileAuthz } from '../../policy/compile.js';
 import { loadResource } from '../../policy/resource.js';
 import { recordPolicyChange } from '../../policy/audit.js';
+import { traceSummary } from '../../policy/explain.js';
 import { policyResourceSchema } from '../../policy/schema.js';
 import type { AuthzDecision, HeaderBag, PolicyRequest } from '../../policy/types.js';
 
@@ -115,6 +116,8 @@ class AuthorizationFilter implements HttpFilter, ConnectionAdmission {
         rule: d.by?.rule ?? null,
         basis: d.basis,
         explanation: d.reason,
+        // Denials are the exception: the full trace is worth its cost here.
+        trace: traceSummary(this.#engine.explain(r)),
       },
       'request denied by authorization policy',
     );
