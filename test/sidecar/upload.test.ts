@@ -55,8 +55,9 @@ test('a 1 GiB upload passes with flat sidecar memory', { skip: process.platform 
     assert.equal(await r.body.text(), String(GiB));
     assert.equal(received, GiB);
     const peak = await peakRssKiB(child.pid!);
-    // Buffering even a tenth of the body would add 100 MiB; streaming adds a few socket buffers.
-    assert.ok(peak - baseline < 64 * 1024, `sidecar peak RSS grew by ${Math.round((peak - baseline) / 1024)} MiB (baseline ${Math.round(baseline / 1024)} MiB)`);
+    // Streaming adds socket buffers plus garbage the collector has not reclaimed yet (more on a
+    // busy machine); buffering the body would add a gigabyte. 192 MiB separates the two clearly.
+    assert.ok(peak - baseline < 192 * 1024, `sidecar peak RSS grew by ${Math.round((peak - baseline) / 1024)} MiB (baseline ${Math.round(baseline / 1024)} MiB)`);
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
