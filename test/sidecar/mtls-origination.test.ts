@@ -188,3 +188,32 @@ test('trust-bundle rollover: old and new roots are trusted side by side', async 
   server.setTrustBundle(next.trustBundlePem);
   assert.equal(await get(pool(up.port, SERVER_ID, { identity: client })), CLIENT_ID);
 });
+
+test('an enrolled identity follows the control client: each renewal is put in force for new handshakes', async () => {
+  const { EventEmitter } = await import('node:events');
+  const { enrolledIdentity } = await import('../../src/sidecar/tls/enrolled.js');
+  const first = await issueWorkloadCert(ca, SERVER_ID);
+  const source = Object.assign(new EventEmitter(), { credentials: { certPem: first.certChainPem, keyPem: first.keyPem, trustBundlePem: first.trustBundlePem } });
+  const identity = enrolledIdentity(source);
+  const up = await upstream(identity);
+  const p1 = pool(up.port, SERVER_ID);
+  assert.equal(await get(p1), CLIENT_ID);
+  const second = await issueWorkloadCert(ca, SERVER_ID);
+  source.credentials = { certPem: second.certChainPem, keyPem: second.keyPem, trustBundlePem: second.trustBundlePem };
+  source.emit('renewed', second.notAfter.getTime());
+  assert.equal(identity.current.certChainPem, second.certChainPem);
+  // A new connection is served with the new certificate.
+  const { connect } = await import('node:tls');
+  const { X509Certificate } = await import('node:crypto');
+  const client = await issueWorkloadCert(ca, CLIENT_ID);
+  const served = await new Promise<string>((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port: up.port, ca: ca.trustBundlePem, cert: client.certChainPem, key: client.keyPem, checkServerIdentity: () => undefined }, () => {
+      resolve(s.getPeerCertificate().serialNumber);
+      s.destroy();
+    });
+    s.on('error', reject);
+  });
+  assert.equal(served, new X509Certificate(second.certPem).serialNumber);
+  identity.stop();
+  assert.equal(source.listenerCount('renewed'), 0);
+});

@@ -45,7 +45,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * rotation swaps what new handshakes use and never touches open connections. The private key is
  * generated here and never leaves the process.
  *
- * Events: 'rotate' (material: TlsMaterial), 'error' is never emitted — renewal failures are
+ * Events: 'rotate' (material: TlsMaterial), 'stop'; 'error' is never emitted — renewal failures are
  * logged, counted and retried while the current certificate stays in force.
  */
 export class WorkloadIdentity extends EventEmitter {
@@ -129,6 +129,7 @@ export class WorkloadIdentity extends EventEmitter {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
+    this.emit('stop');
   }
 
   /** Renew now (also used by the control client when the manager asks for it). */
