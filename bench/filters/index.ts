@@ -3,9 +3,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createConnection, createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { cpuSeconds, peakRssMiB } from '../common/proc.js';
+import { freePort, stop, waitListening } from '../common/child.js';
 import { fixedRate, saturate, type LoadExtras } from '../common/load.js';
 import { table, writeResults } from '../common/report.js';
 import { runMicro } from './micro.js';
@@ -66,44 +66,6 @@ function filterResources(): Record<string, unknown> {
       { name: 'listener', key: 'listener', requests: 10_000_000, per: 'second', directions: ['outbound'] },
     ],
   };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-async function waitListening(port: number): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
-
-function stop(proc: ChildProcess | null): Promise<void> {
-  if (!proc || proc.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-    proc.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    proc.kill('SIGTERM');
-  });
 }
 
 async function startSidecar(dir: string, name: string, ports: number[], resources: Record<string, unknown>): Promise<{ port: number; proc: ChildProcess }> {

@@ -176,24 +176,31 @@ class TryHandler implements Dispatcher.DispatchHandler {
   }
 }
 
-function attempt(
-  ctx: Ctx,
-  dispatcher: Dispatcher,
-  headers: string[],
-  body: NodeJS.ReadableStream | null,
-  perTryMs: number | undefined,
-): Promise<TryResult<TryHandler>> {
-  return new Promise((resolve) => {
-    const options: Dispatcher.DispatchOptions = {
-      method: ctx.method as Dispatcher.HttpMethod,
-      path: ctx.req.url ?? '/',
-      headers,
-      body: body as Dispatcher.DispatchOptions['body'],
-      idempotent: false,
-      blocking: false,
-    };
-    dispatchAttempt(dispatcher, options, new TryHandler(ctx, resolve, perTryMs));
-  });
+function dispatchOptions(ctx: Ctx, headers: string[], body: NodeJS.ReadableStream | null): Dispatcher.DispatchOptions {
+  return {
+    method: ctx.method as Dispatcher.HttpMethod,
+    path: ctx.req.url ?? '/',
+    headers,
+    body: body as Dispatcher.DispatchOptions['body'],
+    // Retries are decided here, never by undici on its own.
+    idempotent: false,
+    blocking: false,
+  };
+}
+
+/** One request's way upstream on the resilient path. */
+interface Exchange {
+  readonly ctx: Ctx;
+  readonly cluster: Cluster;
+  readonly connector: UpstreamConnector;
+  readonly proto: string;
+  readonly endpoints: readonly Endpoint[];
+  readonly route: ResilientRoute;
+  body: NodeJS.ReadableStream | null;
+}
+
+function overflowReply(x: Exchange, which: string): void {
+  replyLocal(x.ctx, localReply('ETZ_ERR_UPSTREAM_OVERFLOW', `circuit breaker: ${which} limit of '${x.cluster.name}' reached`, { 'x-etz-overflow': which }));
 }
 
 export function forwardResilient(
@@ -211,28 +218,23 @@ export function forwardResilient(
   }
   const requestMs = route.timeoutMs ?? opts.requestMs;
   if (requestMs > 0) ctx.timer = setTimeout(onRequestTimeout, requestMs, ctx);
+  const x: Exchange = { ctx, cluster, connector, proto, endpoints, route, body: null };
   if (ctx.bodyLength !== 0) {
     // As in forward.ts: a malformed body in the same packet is refused before anything is sent.
     process.nextTick(() => {
       if (ctx.done || ctx.res.headersSent || ctx.req.destroyed) return;
-      send(ctx, cluster, connector, proto, endpoints, route, requestBody(ctx, opts));
+      x.body = requestBody(ctx, opts);
+      send(x);
     });
     return;
   }
-  send(ctx, cluster, connector, proto, endpoints, route, null);
+  send(x);
 }
 
-function send(
-  ctx: Ctx,
-  cluster: Cluster,
-  connector: UpstreamConnector,
-  proto: string,
-  endpoints: readonly Endpoint[],
-  route: ResilientRoute,
-  body: NodeJS.ReadableStream | null,
-): void {
-  if (route.retry === undefined || route.retry.attempts === 0) sendOnce(ctx, cluster, connector, proto, endpoints, route, body);
-  else void run(ctx, cluster, connector, proto, endpoints, route, body);
+function send(x: Exchange): void {
+  const retry = x.route.retry;
+  if (retry === undefined || retry.attempts === 0) sendOnce(x);
+  else void sendRetrying(x);
 }
 
 /**
@@ -240,35 +242,55 @@ function send(
  * streams at once (no pause, no promise) while balancing, circuit breaking and outlier
  * detection still apply.
  */
-function sendOnce(
-  ctx: Ctx,
-  cluster: Cluster,
-  connector: UpstreamConnector,
-  proto: string,
-  endpoints: readonly Endpoint[],
-  route: ResilientRoute,
-  body: NodeJS.ReadableStream | null,
-): void {
+function sendOnce(x: Exchange): void {
+  const { ctx, route, endpoints } = x;
   const t = route.traffic;
   const over = t.circuit.tryAcquire();
   if (over !== null) {
     route.observer.overflow?.(t.service, over);
-    replyLocal(ctx, localReply('ETZ_ERR_UPSTREAM_OVERFLOW', `circuit breaker: ${over} limit of '${cluster.name}' reached`, { 'x-etz-overflow': over }));
+    overflowReply(x, over);
     return;
   }
   const now = Date.now();
   const ep = t.balancer.pick(endpoints, route.hashKey, t.outlier.ejectedCount(now) > 0 ? (e) => t.outlier.isEjected(e.key, now) : undefined)!;
   ctx.endpoint = ep;
   t.balancer.started(ep.key);
-  const options: Dispatcher.DispatchOptions = {
-    method: ctx.method as Dispatcher.HttpMethod,
-    path: ctx.req.url ?? '/',
-    headers: upstreamRequestHeaders(ctx, proto),
-    body: body as Dispatcher.DispatchOptions['body'],
-    idempotent: false,
-    blocking: false,
-  };
-  dispatchAttempt(connector.dispatcher(ep, cluster), options, new TrackedHandler(ctx, t, ep.key, endpoints.length));
+  const options = dispatchOptions(ctx, upstreamRequestHeaders(ctx, x.proto), x.body);
+  dispatchAttempt(x.connector.dispatcher(ep, x.cluster), options, new TrackedHandler(ctx, t, ep.key, endpoints.length));
+}
+
+async function sendRetrying(x: Exchange): Promise<void> {
+  const { ctx, cluster, route, endpoints } = x;
+  const headers = upstreamRequestHeaders(ctx, x.proto);
+  try {
+    const r = await sendWithRetries<Endpoint, TryHandler>({
+      traffic: route.traffic,
+      endpoints,
+      method: ctx.method,
+      replayable: x.body === null,
+      retry: route.retry,
+      hashKey: route.hashKey,
+      aborted: () => ctx.done,
+      observer: route.observer,
+      attempt: (ep, perTryMs) => {
+        ctx.endpoint = ep;
+        return new Promise((resolve) => dispatchAttempt(x.connector.dispatcher(ep, cluster), dispatchOptions(ctx, headers, x.body), new TryHandler(ctx, resolve, perTryMs)));
+      },
+    });
+    if (r.kind === 'overflow') {
+      overflowReply(x, r.which);
+      return;
+    }
+    if (r.kind === 'no-endpoint') {
+      replyLocal(ctx, localReply('ETZ_ERR_UPSTREAM_UNAVAILABLE', `no endpoint of '${cluster.name}' is available`));
+      return;
+    }
+    ctx.endpoint = r.endpoint;
+    const key = r.endpoint.key;
+    r.result.response!.accept(r.release, (o) => route.traffic.outlier.record(key, o, endpoints.length, Date.now()));
+  } catch (err) {
+    replyError(ctx, err);
+  }
 }
 
 /** The plain streaming handler, plus outlier bookkeeping and the release of the admission. */
@@ -309,46 +331,6 @@ class TrackedHandler extends ProxyResponseHandler {
   }
 }
 
-async function run(
-  ctx: Ctx,
-  cluster: Cluster,
-  connector: UpstreamConnector,
-  proto: string,
-  endpoints: readonly Endpoint[],
-  route: ResilientRoute,
-  body: NodeJS.ReadableStream | null,
-): Promise<void> {
-  const headers = upstreamRequestHeaders(ctx, proto);
-  try {
-    const r = await sendWithRetries<Endpoint, TryHandler>({
-      traffic: route.traffic,
-      endpoints,
-      method: ctx.method,
-      replayable: body === null,
-      retry: route.retry,
-      hashKey: route.hashKey,
-      aborted: () => ctx.done,
-      observer: route.observer,
-      attempt: (ep, perTryMs) => {
-        ctx.endpoint = ep;
-        return attempt(ctx, connector.dispatcher(ep, cluster), headers, body, perTryMs);
-      },
-    });
-    if (r.kind === 'overflow') {
-      replyLocal(ctx, localReply('ETZ_ERR_UPSTREAM_OVERFLOW', `circuit breaker: ${r.which} limit of '${cluster.name}' reached`, { 'x-etz-overflow': r.which }));
-      return;
-    }
-    if (r.kind === 'no-endpoint') {
-      replyLocal(ctx, localReply('ETZ_ERR_UPSTREAM_UNAVAILABLE', `no endpoint of '${cluster.name}' is available`));
-      return;
-    }
-    ctx.endpoint = r.endpoint;
-    const key = r.endpoint.key;
-    r.result.response!.accept(r.release, (o) => route.traffic.outlier.record(key, o, endpoints.length, Date.now()));
-  } catch (err) {
-    replyError(ctx, err);
-  }
-}
 
 /**
  * For the router, once per config version: a function that says whether a request takes the
