@@ -3,8 +3,9 @@ import type { Counter } from '../../core/metrics.js';
 import type { CompileEnv, ConnectionAdmission, ConnectionInfo, FilterFactory, HttpFilter, LocalReply, RequestContext } from '../filter.js';
 import { counter, instanceState } from '../routing/instance-state.js';
 import { rawHeader } from '../routing/match.js';
+import { connectedPort, connectionPort } from './network-policy.js';
 import { AuthorizationEngine } from '../../policy/engine.js';
-import { compileAuthz } from '../../policy/compile.js';
+import { compileAuthz, type CompiledAuthz } from '../../policy/compile.js';
 import { loadResource } from '../../policy/resource.js';
 import { recordPolicyChange } from '../../policy/audit.js';
 import { traceSummary } from '../../policy/explain.js';
@@ -39,6 +40,7 @@ class AuthorizationFilter implements HttpFilter, ConnectionAdmission {
   readonly #self: { service: string; version: string; namespace: string };
   readonly #headers: readonly string[];
   readonly #zones: boolean;
+  readonly #port: boolean;
   readonly #digest: string;
   readonly #metrics: Metrics;
   // One counter child per (decision object): cached decisions are shared, so this stays small.
@@ -52,6 +54,7 @@ class AuthorizationFilter implements HttpFilter, ConnectionAdmission {
     const plan = engine.compiled.plan;
     this.#headers = plan.headers;
     this.#zones = plan.attrs.has('sourceZones') || plan.attrs.has('destZones');
+    this.#port = plan.attrs.has('port');
     this.#digest = engine.digest;
     this.#metrics = {
       decisions: counter(env.metrics, 'etz_policy_decisions_total', 'Authorization decisions by action and deciding policy', ['action', 'policy']),
@@ -83,7 +86,7 @@ class AuthorizationFilter implements HttpFilter, ConnectionAdmission {
       destZones: zones?.destination,
       method: ctx.method,
       path: ctx.path,
-      port: ctx.req.socket.localPort,
+      port: this.#port ? connectedPort(ctx) : undefined,
       host: ctx.host,
       headers,
     };
@@ -150,7 +153,7 @@ class AuthorizationFilter implements HttpFilter, ConnectionAdmission {
       sourcePrincipal: conn.peer?.spiffeId,
       sourceNamespace: conn.peer?.namespace,
       sourceIp: conn.remoteAddress,
-      port: conn.localPort,
+      port: connectionPort(conn),
     };
     if (conn.direction === 'inbound') {
       return this.#engine.admits({ ...base, destService: this.#self.service, destVersion: this.#self.version, destNamespace: this.#self.namespace });
@@ -166,11 +169,15 @@ export const authorizationFilter: FilterFactory<unknown[] | undefined> = {
   schema: policyResourceSchema,
   directions: ['inbound', 'gateway'],
   compile(config, env) {
-    const docs = loadResource('policies', config);
-    const authz = docs.filter((d) => d.kind !== 'NetworkPolicy');
-    // Both listeners compile each version; the change is recorded once per sidecar.
-    recordPolicyChange(env.logger, env.metrics, 'authorization', env.version, authz);
-    const compiled = compileAuthz(authz);
+    // Every listener compiles each version from the same validated resources: do the work once.
+    const memo = instanceState(env.metrics, 'policy.authz.compiled', () => new WeakMap<object, CompiledAuthz>());
+    let compiled = memo.get(env.resources);
+    if (compiled === undefined) {
+      const authz = loadResource('policies', config).filter((d) => d.kind !== 'NetworkPolicy');
+      recordPolicyChange(env.logger, env.metrics, 'authorization', env.version, authz);
+      compiled = compileAuthz(authz);
+      memo.set(env.resources, compiled);
+    }
     if (compiled.policies.length === 0 && compiled.defaults.authorization === 'ALLOW') return null;
     const cache = instanceState(env.metrics, 'policy.decisions', () => new LRUCache<string, AuthzDecision>({ max: CACHE_MAX }));
     return new AuthorizationFilter(new AuthorizationEngine(compiled, { version: env.version, cache }), env);

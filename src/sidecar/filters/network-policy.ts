@@ -1,9 +1,10 @@
 import { isIP } from 'node:net';
 import type { Counter } from '../../core/metrics.js';
 import type { CompileEnv, ConnectionAdmission, ConnectionInfo, FilterFactory, HttpFilter, LocalReply, RequestContext } from '../filter.js';
-import { counter } from '../routing/instance-state.js';
+import { counter, instanceState } from '../routing/instance-state.js';
 import { rawHeader } from '../routing/match.js';
 import { connectionOf } from '../listeners/connections.js';
+import { getOriginalDst } from '../original-dst.js';
 import { NetworkPolicyEngine, UNKNOWN_ON_INBOUND_CONNECTION, UNKNOWN_ON_OUTBOUND_CONNECTION, type NetDecision, type NetRequest } from '../../policy/network.js';
 import { loadResource } from '../../policy/resource.js';
 import { policyId } from '../../policy/load.js';
@@ -31,6 +32,25 @@ function hostPort(host: string | undefined): number | undefined {
   if (colon <= close) return undefined;
   const n = Number(host.slice(colon + 1));
   return Number.isInteger(n) && n > 0 && n < 65536 ? n : undefined;
+}
+
+/**
+ * The port the caller connected to: the original destination under interception (looked up once
+ * per connection), else the listener's own port.
+ */
+export function connectedPort(ctx: RequestContext): number | undefined {
+  const socket = ctx.req.socket;
+  const conn = connectionOf(socket);
+  if (conn !== undefined) {
+    if (conn.originalDst === undefined) conn.originalDst = getOriginalDst(socket);
+    if (conn.originalDst !== null) return conn.originalDst.port;
+  }
+  return socket.localPort;
+}
+
+/** The same for a live connection judged at a config change. */
+export function connectionPort(conn: ConnectionInfo): number {
+  return (conn as { originalDst?: { port: number } | null }).originalDst?.port ?? conn.localPort;
 }
 
 class NetworkPolicyFilter implements HttpFilter, ConnectionAdmission {
@@ -63,7 +83,7 @@ class NetworkPolicyFilter implements HttpFilter, ConnectionAdmission {
         sourcePrincipal: ctx.peer?.spiffeId,
         sourceIp: ctx.remoteAddress,
         sourceZones: zones?.source,
-        port: ctx.req.socket.localPort,
+        port: connectedPort(ctx),
       };
     }
     const od = connectionOf(ctx.req.socket)?.originalDst ?? null;
@@ -114,7 +134,7 @@ class NetworkPolicyFilter implements HttpFilter, ConnectionAdmission {
   admitsConnection(conn: ConnectionInfo): boolean {
     if (conn.direction === 'inbound') {
       return this.#engine.admits(
-        { direction: 'ingress', target: this.#target, sourcePrincipal: conn.peer?.spiffeId, sourceIp: conn.remoteAddress, port: conn.localPort },
+        { direction: 'ingress', target: this.#target, sourcePrincipal: conn.peer?.spiffeId, sourceIp: conn.remoteAddress, port: connectionPort(conn) },
         UNKNOWN_ON_INBOUND_CONNECTION,
       );
     }
@@ -156,9 +176,15 @@ export const networkPolicyFilter: FilterFactory<unknown[] | undefined> = {
   schema: policyResourceSchema,
   directions: ['inbound', 'outbound'],
   compile(config, env) {
-    const own = loadResource('networkPolicies', config);
-    const docs = [...own, ...fromPolicies(env.resources.policies, own)];
-    recordPolicyChange(env.logger, env.metrics, 'network', env.version, docs);
+    // Both listeners compile each version from the same validated resources: load them once.
+    const memo = instanceState(env.metrics, 'policy.network.docs', () => new WeakMap<object, PolicyDocument[]>());
+    let docs = memo.get(env.resources);
+    if (docs === undefined) {
+      const own = loadResource('networkPolicies', config);
+      docs = [...own, ...fromPolicies(env.resources.policies, own)];
+      recordPolicyChange(env.logger, env.metrics, 'network', env.version, docs);
+      memo.set(env.resources, docs);
+    }
     const defaultsDoc = docs.find((d) => d.kind === 'PolicyDefaults');
     const setsNetDefaults =
       defaultsDoc?.kind === 'PolicyDefaults' && (defaultsDoc.spec.ingress !== undefined || defaultsDoc.spec.egress !== undefined || defaultsDoc.spec.externalEgress !== undefined);
