@@ -30,9 +30,9 @@ export const command: Command = {
     const { loadGatewayConfig, startGateway } = await import('../../sidecar/gateway/gateway.js');
     const config = await loadGatewayConfig(parsed.values.config as string | undefined);
     if (parsed.values.check) {
-      const shown = structuredClone(config);
-      if (shown.admin?.token) shown.admin.token = '[redacted]';
-      process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
+      // Tokens, JWT secrets and keys never reach the terminal.
+      const { redact } = await import('../../sidecar/listeners/admin.js');
+      process.stdout.write(`${JSON.stringify(redact(config), null, 2)}\n`);
       return 0;
     }
     const gateway = await startGateway(config);
