@@ -84,3 +84,21 @@ test('late records (window already scored) are refused, not silently merged', ()
   assert.deepEqual(r, { ok: false, reason: 'late' });
   assert.equal(engine.counters.late, 1);
 });
+
+test('error logs count per service and instance; a burst after warm-up is an anomaly with its reason', () => {
+  const engine = new RiskEngine();
+  for (let w = 0; w < 30; w++) {
+    const ts = T0 + w * 10_000;
+    engine.ingestJson({ ts, source: { service: 'a' }, destination: { service: 'b' }, method: 'GET', path: '/', status: 200, durationMs: 1 });
+    engine.ingestJson({ kind: 'log', ts: ts + 1, service: 'b', instance: 'b-0', level: 'info', message: 'ok' });
+    const errors = w === 29 ? 40 : w % 5 === 0 ? 1 : 0;
+    for (let i = 0; i < errors; i++) engine.ingestJson({ kind: 'log', ts: ts + 2 + i, service: 'b', instance: 'b-0', level: 'error', message: 'db timeout' });
+    engine.advance(ts + 1);
+  }
+  engine.advance(T0 + 30 * 10_000 + 5000);
+  const e = engine.explain('service:b')!;
+  assert.equal(e.features!.errorLogs, 40);
+  assert.ok(e.reasons.some((r) => r.feature === 'errorLogs' && r.detector === 'baseline'), JSON.stringify(e.reasons));
+  assert.equal(engine.explain('instance:b/b-0')!.features!.errorLogs, 40);
+  assert.throws(() => engine.ingestJson({ kind: 'log', ts: T0, service: 'b', level: 'error' }), /message: is required/);
+});
