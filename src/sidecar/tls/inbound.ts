@@ -99,7 +99,6 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
   };
 
   tlsServer.on('secureConnection', (tls: TLSSocket) => {
-    pending.delete(tls);
     const peerCert = tls.getPeerCertificate();
     if (!peerCert || Object.keys(peerCert).length === 0) return refuse(tls, 'no_client_cert', 'no client certificate presented');
     if (!tls.authorized) return refuse(tls, verdictOf(tls.authorizationError), String(tls.authorizationError));
@@ -115,13 +114,14 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
     pass(tls);
   });
   tlsServer.on('tlsClientError', (err: Error, tls: TLSSocket) => {
-    pending.delete(tls);
     refuse(tls, handshakeReason(err), err.message);
   });
 
   const route = (raw: Socket, first: number): void => {
     if (first === 0x16) {
+      // Tracked until closed (handshaking or not), so close() can drop what never reached HTTP.
       pending.add(raw);
+      raw.once('close', () => pending.delete(raw));
       tlsServer.emit('connection', raw);
     } else if (mode === 'PERMISSIVE') {
       pass(raw);
