@@ -120,6 +120,11 @@ export class HttpListener {
     this.#draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    // Responses still to come tell their clients not to send another request on the connection.
+    for (const s of this.#sockets) {
+      const res = (s as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (res instanceof ServerResponse && !res.headersSent) res.shouldKeepAlive = false;
+    }
     if (this.#inflight > 0) {
       const idle = new Promise<void>((resolve) => (this.#idle = resolve));
       const sweep = setInterval(() => this.server.closeIdleConnections(), 50);
