@@ -3,11 +3,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createConnection } from 'node:net';
 import { parseArgs } from 'node:util';
 import { cpuSeconds, peakRssMiB } from '../common/proc.js';
 import { fixedRate, haveCommand, saturate } from '../common/load.js';
 import { table, writeResults } from '../common/report.js';
+import { freePort, readPort, stop, waitListening } from '../common/child.js';
+import { measureMesh, meshReport, type MeshResult } from './mesh.js';
 
 /**
  * `npm run bench -- http`: one upstream returning 1 KiB, measured side by side direct, through an
@@ -36,61 +37,6 @@ interface Row {
   cpuSecPer1kAtFixedRate: number | null;
   cpuSecPer1kAtSaturation: number | null;
   peakRssMiB: number | null;
-}
-
-function readPort(proc: ChildProcess): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error('child did not report its port')), 15_000);
-    proc.stdout!.on('data', (c: Buffer) => {
-      out += c;
-      const m = /^(\d+)\n/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(Number(m[1]));
-      }
-    });
-    proc.once('exit', (code) => reject(new Error(`child exited (${code}) before listening`)));
-  });
-}
-
-async function waitListening(port: number): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-function stop(proc: ChildProcess | null): Promise<void> {
-  if (!proc || proc.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-    proc.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    proc.kill('SIGTERM');
-  });
 }
 
 async function startEtz(dir: string, upstreamPort: number): Promise<Target> {
@@ -204,6 +150,7 @@ export async function run(args: string[]): Promise<void> {
   const upstream = spawn(process.execPath, [join(here, 'upstream.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
   const procs: ChildProcess[] = [upstream];
   const rows: Row[] = [];
+  let mesh: MeshResult | null = null;
   try {
     const upstreamPort = await readPort(upstream);
     const starters: [string, () => Promise<Target | null>][] = [
@@ -224,6 +171,8 @@ export async function run(args: string[]): Promise<void> {
         await stop(t.proc);
       }
     }
+    // The mesh path (two sidecars, mTLS between them): see mesh.ts.
+    if (!only || only.has('mesh')) mesh = await measureMesh(dir, upstreamPort, opts);
   } finally {
     for (const p of procs) await stop(p);
     await rm(dir, { recursive: true, force: true });
@@ -262,5 +211,10 @@ export async function run(args: string[]): Promise<void> {
     ratios,
     targets,
   });
+  if (mesh) {
+    process.stdout.write(meshReport(mesh, opts.rate));
+    const meshFile = await writeResults('http-mesh', { benchmark: 'http mesh', date: new Date().toISOString(), node: process.version, cpus: cpus().length, options: opts, ...mesh });
+    process.stdout.write(`results: ${meshFile}\n`);
+  }
   process.stdout.write(`results: ${file}\n`);
 }
