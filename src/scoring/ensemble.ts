@@ -19,11 +19,15 @@ export type EnsembleComponent = (typeof ENSEMBLE_COMPONENTS)[number];
  *              timestamps; off when they carry no time of day);
  *  - step:     the change from the previous value against the usual changes (sudden jumps);
  *  - shift:    the mean of a short recent window against the long window (sustained level shifts);
- *  - local:    the one-step prediction error of an exponentially weighted local level.
- * They combine by a weighted p-norm (p = ∞ is the maximum). The statistic z maps to z/(z+c), which
- * never saturates, so scores stay rankable. Then peak novelty: a value whose z is not above the
- * highest z of the recent past is damped — an ongoing incident is reported at its onset, not on
- * every sample, which is what an alerting engine (and NAB's scoring) wants.
+ *  - local:    the one-step prediction error of an exponentially weighted local level;
+ *  - likelihood: the recent average of the bounded statistic against its own long-run
+ *              distribution (HTM's anomaly likelihood): a run of moderately surprising values.
+ * The largest weighted statistic wins; z maps to z/(z+c), which never saturates, so scores stay
+ * rankable. Then peak novelty: a value whose z is not clearly above a decaying recent peak is
+ * damped — an ongoing incident is reported at its onset, not on every sample, which is what an
+ * alerting engine (and NAB's scoring) wants. Finally extremes: a value beyond the whole range seen
+ * so far (and at least `extremeMinZ` σ out) scores as a `extremeZ` deviation, at most once per
+ * `extremeGap` values.
  */
 export class Ensemble implements SeriesDetector {
   private readonly win: WindowStats;
@@ -31,7 +35,6 @@ export class Ensemble implements SeriesDetector {
   private readonly recent: WindowStats;
   private readonly weights: Float64Array;
   private readonly zc = new Float64Array(5);
-  private readonly p: number;
   private readonly c: number;
   private readonly buckets: number;
   private readonly bucketAlpha: number;
@@ -45,18 +48,14 @@ export class Ensemble implements SeriesDetector {
   private readonly peakDecay: number;
   private readonly peakRatio: number;
   private decayedPeak = 0;
-  private readonly refractory: number;
-  private readonly alarmZ: number;
-  private refractoryLeft = 0;
   private readonly likWeight: number;
   private readonly likScale: number;
   private readonly likWarmup: number;
-  private readonly likShortWin: WindowStats;
+  private readonly likWin: WindowStats;
   private readonly likHist: EwStats;
   private readonly extremeTol: number;
   private readonly extremeWarmup: number;
   private readonly extremeZ: number;
-  private readonly extremeMode: number;
   private readonly extremeMinZ: number;
   private readonly extremeGap: number;
   private lastExtreme = -Infinity;
@@ -81,7 +80,6 @@ export class Ensemble implements SeriesDetector {
       numOpt(opts, 'shiftWeight', 0, 0),
       numOpt(opts, 'localWeight', 0, 0),
     ]);
-    this.p = opts?.p === Infinity ? Infinity : numOpt(opts, 'p', Infinity, 1);
     this.c = numOpt(opts, 'c', 5, 1e-6);
     this.buckets = Math.round(numOpt(opts, 'buckets', 288, 1, 100_000));
     this.bucketAlpha = numOpt(opts, 'bucketAlpha', 0.3, 1e-6, 1);
@@ -94,18 +92,15 @@ export class Ensemble implements SeriesDetector {
     this.peaks = new SlidingMax(Math.round(numOpt(opts, 'peakWindow', 300, 1)));
     this.peakDecay = numOpt(opts, 'peakDecay', 0.995, 0, 1);
     this.peakRatio = numOpt(opts, 'peakRatio', 1.3, 0);
-    this.refractory = Math.round(numOpt(opts, 'refractory', 0, 0));
-    this.alarmZ = numOpt(opts, 'alarmZ', 7, 0);
     this.likWeight = numOpt(opts, 'likelihoodWeight', 1, 0);
     this.likScale = numOpt(opts, 'likelihoodScale', 3, 1e-6);
     this.likWarmup = numOpt(opts, 'likelihoodWarmup', 300, 1);
-    this.likShortWin = new WindowStats(Math.round(numOpt(opts, 'likelihoodShort', 5, 1)));
+    this.likWin = new WindowStats(Math.round(numOpt(opts, 'likelihoodShort', 5, 1)));
     this.likHist = new EwStats(numOpt(opts, 'likelihoodAlpha', 0.0005, 1e-7, 1));
     this.extremeTol = numOpt(opts, 'extremeTolerance', 0.02, 0);
     this.extremeWarmup = numOpt(opts, 'extremeWarmup', 150, 0);
     this.extremeZ = numOpt(opts, 'extremeZ', 10, 0);
     this.extremeMinZ = numOpt(opts, 'extremeMinZ', 4, 0);
-    this.extremeMode = Math.round(numOpt(opts, 'extremeMode', 1, 0, 2));
     this.extremeGap = numOpt(opts, 'extremeGap', 100, 0);
     this.damp = numOpt(opts, 'damp', 0, 0, 1);
     this.warmup = numOpt(opts, 'warmup', 10, 2);
@@ -153,25 +148,23 @@ export class Ensemble implements SeriesDetector {
     for (let i = 0; i < zc.length; i++) {
       const v = wt[i]! * zc[i]!;
       if (v > top) ((top = v), (best = i));
-      if (this.p !== Infinity) z += Math.pow(v, this.p);
     }
-    z = this.p === Infinity ? top : Math.pow(z, 1 / this.p);
+    z = top;
     this.last = { statistic: z, baseline: this.baselines[best]!, spread: this.spreads[best]!, component: ENSEMBLE_COMPONENTS[best]! };
 
     if (this.likWeight > 0) {
       // Anomaly likelihood (as in HTM): is the recent average of the bounded per-value score
       // unusually high compared with its own long-run distribution? Catches a run of moderately
       // surprising values that no single value would flag.
-      const a = z / (z + this.likScale);
-      this.likShortWin.push(a);
+      this.likWin.push(z / (z + this.likScale));
       const h = this.likHist;
-      if (this.likShortWin.full) {
-        const avg = this.likShortWin.mean;
+      if (this.likWin.full) {
+        const avg = this.likWin.mean;
         if (h.n > this.likWarmup) {
-          const zz = (this.likWeight * (avg - h.mean)) / Math.max(h.std, 0.01);
-          if (zz > z) {
-            z = zz;
-            this.last = { statistic: zz, baseline: h.mean, spread: h.std, component: 'likelihood' };
+          const zl = (this.likWeight * (avg - h.mean)) / Math.max(h.std, 0.01);
+          if (zl > z) {
+            z = zl;
+            this.last = { statistic: zl, baseline: h.mean, spread: h.std, component: 'likelihood' };
           }
         }
         h.push(avg);
@@ -189,31 +182,23 @@ export class Ensemble implements SeriesDetector {
       if (x > this.hi || this.seen === 0) this.hi = x;
       if (x < this.lo || this.seen === 0) this.lo = x;
     }
-    if (extreme && this.extremeMode === 0 && this.extremeZ > z) {
-      z = this.extremeZ;
-      this.last = { statistic: z, baseline: this.hi, spread: this.hi - this.lo, component: 'extreme' };
-    }
     this.seen++;
     let score = z / (z + this.c);
     const ref = this.peakDecay < 1 ? this.decayedPeak : this.peaks.max;
     if (z <= ref * this.peakRatio) score *= this.damp;
-    if (this.refractoryLeft > 0) {
-      this.refractoryLeft--;
-      score *= this.damp;
-    } else if (this.refractory > 0 && z >= this.alarmZ) this.refractoryLeft = this.refractory;
     this.peaks.push(z);
     this.decayedPeak = Math.max(this.decayedPeak * this.peakDecay, z);
-    if (extreme && this.extremeMode > 0) {
+    if (extreme) {
       // Extremes bypass the statistical novelty test but are rate-limited on their own: a ramp
       // of successive new highs is one incident.
       if (this.seen - this.lastExtreme > this.extremeGap) {
+        this.lastExtreme = this.seen;
         const se = this.extremeZ / (this.extremeZ + this.c);
         if (se > score) {
           score = se;
           this.last = { statistic: this.extremeZ, baseline: this.hi, spread: this.hi - this.lo, component: 'extreme' };
         }
       }
-      if (this.extremeMode === 2 || this.seen - this.lastExtreme > this.extremeGap) this.lastExtreme = this.seen;
     }
     return score;
   }
