@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRegistry } from '../../src/core/metrics.js';
 import { nullLogger } from '../../src/core/logger.js';
-import { initCa, issueWorkloadCert } from '../../src/identity/index.js';
+import { initCa, issueWorkloadCert, saveCa } from '../../src/identity/index.js';
 import { startGateway } from '../../src/sidecar/gateway/gateway.js';
 import type { Sidecar } from '../../src/sidecar/sidecar.js';
 import type { RequestRecord } from '../../src/sidecar/telemetry.js';
@@ -270,6 +270,52 @@ test('etz gateway: a real process serves, drains on SIGTERM; a bad config exits 
     assert.match(res.stderr, /invalid config: .*bad\.yaml.*\/resources\/rateLimits\/0\/key/);
   } finally {
     await app.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('gateway → mTLS → sidecar: the gateway forwards into the mesh with its own SPIFFE identity', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'etz-gw-mtls-'));
+  const seen: (string | undefined)[] = [];
+  const app = createServer((req, res) => {
+    seen.push(req.headers['x-etz-peer-identity'] as string | undefined);
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`principal ${req.headers['x-etz-principal'] ?? 'none'}`);
+  });
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  let sidecar: Sidecar | undefined;
+  let gateway: Sidecar | undefined;
+  try {
+    await saveCa(join(dir, 'ca'), await initCa({ trustDomain: 'etz.local' }));
+    const tls = { caDir: join(dir, 'ca') };
+    sidecar = await startSidecar((app.address() as { port: number }).port, { service: { name: 'productpage' }, tls });
+    gateway = await startGateway(
+      {
+        service: { name: 'ingress-gateway' },
+        tls,
+        gateway: { host: '127.0.0.1', port: 0 },
+        admin: { port: 0 },
+        logging: { level: 'silent' },
+        registry: { productpage: { endpoints: [{ address: '127.0.0.1', port: sidecar.ports.inbound }], spiffeId: 'spiffe://etz.local/ns/default/sa/productpage' } },
+        resources: { principal: { jwt: { keys: [{ alg: 'HS256', secret: SECRET }] } }, routes: [{ name: 'all', route: [{ service: 'productpage' }] }] },
+      },
+      { logger: nullLogger, registry: createRegistry() },
+    );
+    const r = await call(gateway.ports.gateway, 'bookinfo.example', { headers: { authorization: `Bearer ${token('erin')}` } });
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'principal erin');
+    assert.equal(seen.at(-1), 'spiffe://etz.local/ns/default/sa/ingress-gateway');
+    // The sidecar refuses plaintext: only the gateway's mTLS hop gets in.
+    const direct = await call(sidecar.ports.inbound, 'productpage').catch(() => ({ status: 0 }));
+    assert.notEqual(direct.status, 200);
+  } finally {
+    await gateway?.close({ drainMs: 100 });
+    await sidecar?.close({ drainMs: 100 });
+    await new Promise<void>((resolve) => {
+      app.close(() => resolve());
+      app.closeAllConnections();
+    });
     await rm(dir, { recursive: true, force: true });
   }
 });
