@@ -98,6 +98,20 @@ spec:
     assert.match(usage.stderr, /SPIFFE ID/);
   });
 
+  test('check --network: ingress and egress decisions name the network policy; exit 0 / 1', async () => {
+    const net = fileURLToPath(new URL('../../../config/policies/network.yaml', import.meta.url));
+    const inOk = await etz('policy', 'check', '-f', net, '--network', 'ingress', '--to', 'reviews', '--from', 'spiffe://etz.local/ns/default/sa/productpage', '--port', '9080');
+    assert.equal(inOk.code, 0, inOk.stderr);
+    assert.match(inOk.stdout, /decided by: network policy reviews-net ingress rule 0/);
+    const exfil = await etz('policy', 'check', '-f', net, '--network', 'egress', '--from-service', 'reviews', '--host', 'pastebin.example', '--port', '443', '--json');
+    assert.equal(exfil.code, 1);
+    const j = JSON.parse(exfil.stdout) as { decision: string; basis: string; policy: string };
+    assert.deepEqual([j.decision, j.basis, j.policy], ['DENY', 'isolated', 'reviews-net']);
+    const api = await etz('policy', 'check', '-f', net, '--network', 'egress', '--from-service', 'reviews', '--host', 'api.github.com', '--port', '443');
+    assert.equal(api.code, 0);
+    assert.equal((await etz('policy', 'check', '-f', net, '--network', 'sideways', '--to', 'x')).code, 2);
+  });
+
   test('import: converts Istio to etz YAML that lints clean; refusals exit 2 naming the field', async () => {
     const out = join(dir, 'imported.yaml');
     const r = await etz('policy', 'import', join(dir, 'istio.yaml'), '-o', out);

@@ -8,12 +8,16 @@ import { lintPolicies, formatFindings } from '../../policy/lint.js';
 import { AuthorizationEngine } from '../../policy/engine.js';
 import { explanationJson, formatExplanation } from '../../policy/explain.js';
 import { importPolicies } from '../../policy/import.js';
+import { NetworkPolicyEngine, type NetRequest } from '../../policy/network.js';
 import type { PolicyDocument, PolicyRequest } from '../../policy/types.js';
 
 const USAGE = `Usage: etz policy lint FILE… [--json]
        etz policy check -f FILE… --to SERVICE [--from SPIFFE_ID] [--principal USER] [--method M]
                         [--path P] [--port N] [--host H] [--ip ADDR] [--version V] [--namespace NS]
                         [--header NAME=VALUE]… [--source-zone Z]… [--dest-zone Z]… [--json]
+       etz policy check -f FILE… --network ingress --to SERVICE [--from SPIFFE_ID] [--ip ADDR] [--port N]
+       etz policy check -f FILE… --network egress --from-service SERVICE (--to SERVICE | --host H | --ip ADDR)
+                        [--port N]
        etz policy import FILE… [-o OUT] [--root-namespace NS]
 
 lint    validate policy files and report conflicts: duplicate rules, rules shadowed by a broader
@@ -21,6 +25,8 @@ lint    validate policy files and report conflicts: duplicate rules, rules shado
         Exit 0 when clean, 1 with conflicts, 2 when a file is invalid.
 check   evaluate one request against the policies and explain the decision: the deciding policy
         and rule, and for every other rule the field that did not match.
+        With --network, the network-policy decision for an inbound connection (ingress) or an
+        outbound request (egress; without --to the destination is outside the mesh).
         Exit 0 when allowed, 1 when denied.
 import  convert Istio AuthorizationPolicy (security.istio.io/v1) and Kubernetes NetworkPolicy
         (networking.k8s.io/v1) documents to etz policies (YAML on stdout, or -o FILE). Anything
@@ -71,6 +77,8 @@ const check: Sub = async (argv) => {
       header: { type: 'string', short: 'H', multiple: true },
       'source-zone': { type: 'string', multiple: true },
       'dest-zone': { type: 'string', multiple: true },
+      network: { type: 'string' },
+      'from-service': { type: 'string' },
       json: { type: 'boolean' },
     },
     USAGE,
@@ -80,13 +88,10 @@ const check: Sub = async (argv) => {
   const v = parsed.values;
   const files = [...many(v.file), ...parsed.positionals];
   if (files.length === 0) throw new UsageError('check needs the policies: -f FILE');
+  if (v.network !== undefined) return checkNetwork(files, v);
   if (!v.to) throw new UsageError('check needs --to SERVICE');
   if (v.from !== undefined && !v.from.startsWith('spiffe://')) throw new UsageError(`--from wants a SPIFFE ID (spiffe://…), got '${v.from}'`);
-  let port: number | undefined;
-  if (v.port !== undefined) {
-    port = Number(v.port);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port wants 1-65535, got '${v.port}'`);
-  }
+  const port = portOf(v.port);
   const docs = await loadPolicyFiles(files);
   const r: PolicyRequest = {
     destService: v.to,
@@ -108,6 +113,47 @@ const check: Sub = async (argv) => {
   else process.stdout.write(formatExplanation(r, e));
   return e.decision.allowed ? 0 : 1;
 };
+
+function portOf(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const port = Number(v);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port wants 1-65535, got '${v}'`);
+  return port;
+}
+
+async function checkNetwork(files: string[], v: Record<string, string | string[] | boolean | undefined>): Promise<number> {
+  const str = (k: string) => v[k] as string | undefined;
+  const zones = (k: string) => v[k] as string[] | undefined;
+  const port = portOf(str('port'));
+  let r: NetRequest;
+  if (v.network === 'ingress') {
+    if (!str('to')) throw new UsageError('--network ingress needs --to SERVICE (the target)');
+    r = {
+      direction: 'ingress',
+      target: { service: str('to')!, ...(str('version') ? { version: str('version') } : {}), ...(str('namespace') ? { namespace: str('namespace') } : {}), ...(zones('dest-zone') ? { zones: zones('dest-zone') } : {}) },
+      ...(str('from') ? { sourcePrincipal: str('from') } : {}),
+      ...(str('ip') ? { sourceIp: str('ip') } : {}),
+      ...(zones('source-zone') ? { sourceZones: zones('source-zone') } : {}),
+      ...(port !== undefined ? { port } : {}),
+    };
+  } else if (v.network === 'egress') {
+    if (!str('from-service')) throw new UsageError('--network egress needs --from-service SERVICE (the caller)');
+    if (!str('to') && !str('host') && !str('ip')) throw new UsageError('--network egress needs --to SERVICE, --host H or --ip ADDR');
+    r = {
+      direction: 'egress',
+      target: { service: str('from-service')!, ...(zones('source-zone') ? { zones: zones('source-zone') } : {}) },
+      ...(str('to') ? { destService: str('to') } : {}),
+      destHost: (str('host') ?? str('to') ?? str('ip'))!.toLowerCase(),
+      ...(str('ip') ? { destIp: str('ip') } : {}),
+      ...(zones('dest-zone') ? { destZones: zones('dest-zone') } : {}),
+      port: port ?? 80,
+    };
+  } else throw new UsageError(`--network wants ingress or egress, got '${String(v.network)}'`);
+  const d = new NetworkPolicyEngine(await loadPolicyFiles(files)).evaluate(r);
+  if (v.json) process.stdout.write(`${JSON.stringify({ decision: d.allowed ? 'ALLOW' : 'DENY', ...d, request: r }, null, 2)}\n`);
+  else process.stdout.write(`${d.allowed ? 'ALLOW' : 'DENY'}: ${d.reason}\n${d.policy ? `decided by: network policy ${d.policy}${d.rule !== undefined ? ` ${r.direction} rule ${d.rule}` : ''}\n` : ''}`);
+  return d.allowed ? 0 : 1;
+}
 
 const importCmd: Sub = async (argv) => {
   const parsed = parseCommandArgs(argv, { output: { type: 'string', short: 'o' }, 'root-namespace': { type: 'string' } }, USAGE, true);
