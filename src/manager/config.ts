@@ -1,10 +1,12 @@
 import type { Schema } from 'ajv';
 import { loadConfig } from '../config/load.js';
+import { ALERTS_SECTION_SCHEMA, DETECTORS_SECTION_SCHEMA, RISK_SECTION_SCHEMA, ZONES_SECTION_SCHEMA, resolveEngineConfig, type EngineConfig } from './risk/config.js';
 
 /**
  * The manager's config. Every field has a default, so `etz manager` runs with no file at all.
  * Overrides: ETZ_MANAGER_<FIELD>__<SUB>=value (e.g. ETZ_MANAGER_LISTEN__PORT=15012).
- * `risk` and `zones` are validated by the engine that owns them.
+ * The engine sections (`risk`, `zones`, `detectors`, `alerts`) use the engine's own schemas, so
+ * `etz manager` and `etz replay` read the same config file the same way.
  */
 export interface ManagerConfig {
   dataDir: string;
@@ -30,6 +32,8 @@ export interface ManagerConfig {
   advanceMs: number;
   risk: Record<string, unknown>;
   zones: Record<string, unknown>;
+  detectors: Record<string, unknown>;
+  alerts: Record<string, unknown>;
 }
 
 const ms = (def: number, min = 0) => ({ type: 'integer', minimum: min, default: def });
@@ -95,11 +99,20 @@ export const managerConfigSchema: Schema = {
       properties: { maxRecordsPerMessage: { type: 'integer', minimum: 1, maximum: 10000, default: 5000 } },
     },
     advanceMs: ms(1000, 10),
-    risk: { type: 'object', default: {} },
-    zones: { type: 'object', default: {} },
+    risk: { ...RISK_SECTION_SCHEMA, default: {} },
+    zones: { ...ZONES_SECTION_SCHEMA, default: {} },
+    detectors: { ...DETECTORS_SECTION_SCHEMA, default: {} },
+    alerts: { ...ALERTS_SECTION_SCHEMA, default: {} },
   },
 };
 
-export function loadManagerConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<ManagerConfig> {
-  return loadConfig<ManagerConfig>(file, managerConfigSchema, { env, envPrefix: 'ETZ_MANAGER_' });
+export async function loadManagerConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<ManagerConfig> {
+  const cfg = await loadConfig<ManagerConfig>(file, managerConfigSchema, { env, envPrefix: 'ETZ_MANAGER_' });
+  // Cross-field checks of the engine sections (level order, exit ≤ enter, detector names).
+  engineConfigOf(cfg, file ?? '(environment)');
+  return cfg;
+}
+
+export function engineConfigOf(cfg: ManagerConfig, file = '(config)'): EngineConfig {
+  return resolveEngineConfig({ risk: cfg.risk, zones: cfg.zones, detectors: cfg.detectors, alerts: cfg.alerts }, file);
 }

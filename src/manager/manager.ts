@@ -15,7 +15,9 @@ import { registerRoutes } from './api/routes.js';
 import { Router, peerSpiffeId, readBody, sendError, sendJson, type Auth, type Handler } from './api/http.js';
 import { AuditLog } from './audit.js';
 import { AdminAuth, BootstrapTokens, ensureAdminToken, ADMIN_TOKEN_FILE } from './auth.js';
-import type { ManagerConfig } from './config.js';
+import { engineConfigOf, type ManagerConfig } from './config.js';
+import { compileZoneResources } from './zones/compile.js';
+import type { EngineConfig } from './risk/config.js';
 import { EnrollmentService } from './enroll.js';
 import { PolicyService } from './policies.js';
 import { ConfigHub } from './pubsub/hub.js';
@@ -80,6 +82,7 @@ export class Manager {
   private admin!: AdminAuth;
   private timers: NodeJS.Timeout[] = [];
   private readonly startedAt = Date.now();
+  readonly engineConfig: EngineConfig;
   private url_ = '';
 
   private constructor(private readonly opts: ManagerOptions) {
@@ -87,6 +90,7 @@ export class Manager {
     this.dataDir = resolve(opts.config.dataDir);
     this.logger = opts.logger ?? nullLogger;
     this.metrics = opts.metrics ?? createRegistry({ defaultMetrics: true });
+    this.engineConfig = engineConfigOf(opts.config);
     this.hub = new ConfigHub({ debounceMs: this.config.pubsub.debounceMs, ackTimeoutMs: this.config.pubsub.ackTimeoutMs, maxBufferedBytes: this.config.pubsub.maxBufferedBytes });
   }
 
@@ -257,11 +261,24 @@ export class Manager {
     this.hub.set(topic, type, items, reason);
   }
 
+  /** Zones and flagged principals, compiled once per change to what sidecars enforce. */
   private publishZones(zones: Zone[]): void {
-    this.hub.set('mesh', 'zones', zones, 'zones changed');
+    const flagged = this.zoneBackend.flagged?.() ?? [];
+    const c = compileZoneResources(zones, flagged, this.engineConfig);
+    // Nothing to enforce is published as "none", so a sidecar without zone filters is unaffected.
+    this.hub.set('mesh', 'zones', c.zones.zones.length ? c.zones as unknown as Record<string, unknown> : [], 'zones changed');
+    this.hub.set('mesh', 'principals', c.principals.flagged.length ? c.principals as unknown as Record<string, unknown> : [], 'principals changed');
+  }
+
+  private closers: Array<() => void | Promise<void>> = [];
+
+  /** Run `fn` when the manager closes (before the store closes). */
+  onClose(fn: () => void | Promise<void>): void {
+    this.closers.push(fn);
   }
 
   async close(): Promise<void> {
+    for (const fn of this.closers.splice(0)) await fn();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     await this.stream?.close();

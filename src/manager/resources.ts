@@ -1,4 +1,4 @@
-import type { ResourceType } from '../protocol/messages.js';
+import type { ResourceType, ResourceValue } from '../protocol/messages.js';
 import type { ConfigHub } from './pubsub/hub.js';
 import { COLL, type Store } from './store/store.js';
 
@@ -10,20 +10,20 @@ import { COLL, type Store } from './store/store.js';
 export class ResourceService {
   constructor(private readonly store: Store, private readonly hub: ConfigHub) {}
 
-  get(topic: string, type: ResourceType): unknown[] {
-    return this.store.get<unknown[]>(COLL.resources, `${topic}|${type}`) ?? [];
+  get(topic: string, type: ResourceType): ResourceValue {
+    return this.store.get<ResourceValue>(COLL.resources, `${topic}|${type}`) ?? [];
   }
 
-  async set(topic: string, type: ResourceType, items: unknown[]): Promise<void> {
+  async set(topic: string, type: ResourceType, items: ResourceValue): Promise<void> {
     const key = `${topic}|${type}`;
-    if (items.length === 0) await this.store.delete(COLL.resources, key);
+    if (Array.isArray(items) && items.length === 0) await this.store.delete(COLL.resources, key);
     else await this.store.put(COLL.resources, key, items);
     this.hub.set(topic, type, items, `${type} on ${topic}`);
   }
 
   /** Push everything stored into the hub (at start). */
   publishAll(): void {
-    for (const [key, items] of this.store.list<unknown[]>(COLL.resources)) {
+    for (const [key, items] of this.store.list<ResourceValue>(COLL.resources)) {
       const i = key.lastIndexOf('|');
       this.hub.set(key.slice(0, i), key.slice(i + 1) as ResourceType, items);
     }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EtzError } from '../core/errors.js';
 import { COLL, type Store } from './store/store.js';
-import type { Zone } from './risk/types.js';
+import type { FlaggedPrincipal, Zone } from './risk/types.js';
 import type { CreateZoneRequest } from './zones/manager.js';
 
 export type { Zone, ZoneMember, ZoneType } from './risk/types.js';
@@ -23,6 +23,8 @@ export interface ZoneBackend {
   expire(now: number): Promise<Zone[]>;
   /** Called after every change, with the full list, to publish it. */
   onChange(listener: (zones: Zone[]) => void): void;
+  /** End users currently flagged (published with the zones as the `principals` resource). */
+  flagged?(): FlaggedPrincipal[];
 }
 
 export class StoreZoneBackend implements ZoneBackend {

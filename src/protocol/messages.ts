@@ -22,10 +22,12 @@ export const RESOURCE_TYPES = ['policies', 'zones', 'routes', 'rateLimits', 'int
 export type ResourceType = (typeof RESOURCE_TYPES)[number];
 
 /**
- * The whole config a sidecar enforces. Each type is a list of plain JSON objects (trustBundle: a
- * list of PEM strings); the sidecar validates their inner shape when it applies them.
+ * The whole config a sidecar enforces. Each type is a JSON list (policies, routes, trustBundle:
+ * PEM strings) or a JSON object (zones: { zones }, principals: { flagged }); the sidecar validates
+ * their inner shape when it applies them. An empty list means "none of this type".
  */
-export type Resources = { [K in ResourceType]: unknown[] };
+export type ResourceValue = unknown[] | Record<string, unknown>;
+export type Resources = { [K in ResourceType]: ResourceValue };
 
 export function emptyResources(): Resources {
   return { policies: [], zones: [], routes: [], rateLimits: [], intel: [], principals: [], trustBundle: [] };
@@ -87,7 +89,7 @@ export type ManagerMessage = SnapshotMsg | DeltaMsg | HeartbeatMsg | CertMsg | E
 const name = { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' };
 const version = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
 const nonce = { type: 'string', minLength: 1, maxLength: 64 };
-const resourceList = { type: 'array', maxItems: 100000 };
+const resourceList = { type: ['array', 'object'], maxItems: 100000 };
 const resourcesSchema = (required: boolean) => ({
   type: 'object',
   additionalProperties: false,

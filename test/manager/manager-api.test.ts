@@ -54,7 +54,9 @@ test('zones: create with TTL, pin, dissolve with reason; bad input names the fie
     const list = await t.admin.call<{ items: Array<{ id: string }> }>('GET', '/v1/zones');
     assert.deepEqual(list.items.map((x) => x.id), [z.id]);
     // The zone is published to the mesh topic.
-    assert.equal((t.manager.hub.get('mesh', 'zones') as Array<{ id: string }>)[0]!.id, z.id);
+    const pushed = t.manager.hub.get('mesh', 'zones') as { zones: Array<{ id: string; members: unknown[]; outbound?: unknown }> };
+    assert.equal(pushed.zones[0]!.id, z.id);
+    assert.ok(pushed.zones[0]!.outbound, 'compiled: containment carries its outbound rule');
     await assert.rejects(t.admin.call('POST', '/v1/zones', { type: 'quarantine', members: [{ service: 'a' }], reason: 'x' }), /\/type: must be one of/);
     await assert.rejects(t.admin.call('POST', '/v1/zones', { type: 'containment', members: [], reason: 'x' }), /\/members/);
     await assert.rejects(t.admin.call('POST', '/v1/zones', { type: 'containment', members: [{ service: 'a' }], reason: 'x', ttl: 'soon' }), /ttl/);
@@ -153,7 +155,7 @@ test('state survives a restart: zones, policies, tokens, audit', async () => {
     assert.equal((await again.admin.call<{ items: Array<{ usesLeft: number }> }>('GET', '/v1/tokens')).items[0]!.usesLeft, 3);
     const audit = await again.admin.call<{ entries: Array<{ action: string }> }>('GET', '/v1/audit');
     assert.deepEqual(audit.entries.map((e) => e.action).filter((a) => a !== 'api.access'), ['manager.start', 'token.create', 'zone.create', 'manager.start']);
-    assert.equal((again.manager.hub.get('mesh', 'zones') as Array<{ id: string }>)[0]!.id, z.id, 'republished at start');
+    assert.equal((again.manager.hub.get('mesh', 'zones') as { zones: Array<{ id: string }> }).zones[0]!.id, z.id, 'republished at start');
     const ca1 = await readFile(join(t.dataDir, 'ca', 'root-cert.pem'), 'utf8');
     assert.equal(ca1, again.caPem.slice(0, ca1.length), 'the CA is kept');
   } finally {

@@ -75,9 +75,12 @@ test('unauthenticated streams are refused and audited: no certificate, or a CA-v
     const [, res] = (await once(b.ws, 'unexpected-response')) as [unknown, { statusCode: number }];
     assert.equal(res.statusCode, 401);
     b.ws.terminate();
-    assert.equal(await metric(t, 'etz_manager_stream_rejected_total', 'unauthenticated'), 2);
-    const audit = await t.admin.call<{ entries: Array<{ outcome: string; reason: string }> }>('GET', '/v1/audit?action=stream.connect');
-    assert.equal(audit.entries.length, 2);
+    await until(async () => (await metric(t, 'etz_manager_stream_rejected_total', 'unauthenticated')) === 2, 5000, 'two refusals counted');
+    let audit = { entries: [] as Array<{ outcome: string; reason: string }> };
+    await until(async () => {
+      audit = await t.admin.call('GET', '/v1/audit?action=stream.connect');
+      return audit.entries.length === 2;
+    }, 5000, 'two refusals audited');
     assert.ok(audit.entries.some((e) => /not enrolled/.test(e.reason)));
   } finally {
     await t.close();
@@ -103,7 +106,7 @@ test('a sidecar may subscribe only as itself; telemetry about others is rejected
     await until(() => s.got.length > 0, 5000, 'snapshot');
     const snap = s.got[0]!;
     assert.equal(snap.type, 'snapshot');
-    assert.ok(snap.type === 'snapshot' && snap.resources.trustBundle.length >= 1, 'the trust bundle is a resource');
+    assert.ok(snap.type === 'snapshot' && (snap.resources.trustBundle as string[]).length >= 1, 'the trust bundle is a resource');
     const mine = { ts: Date.now(), source: { service: 'productpage' }, destination: { service: 'reviews', instance: 'reviews-0' }, method: 'GET', path: '/r', status: 200, durationMs: 3 };
     const foreign = { ...mine, source: { service: 'a' }, destination: { service: 'ratings' } };
     s.ws.send(JSON.stringify({ type: 'telemetry', records: [mine, foreign, { ts: 'bad' }] }));

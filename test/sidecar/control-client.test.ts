@@ -17,12 +17,16 @@ class Target implements ApplyTarget {
   resources: Record<string, unknown> = {};
   applied: number[] = [];
   async applyResources(resources: Record<string, unknown>, version: number): Promise<void> {
-    const zones = (resources.zones ?? []) as Array<{ reason?: string }>;
-    if (zones.some((z) => z.reason === 'invalid')) throw new Error('/resources/zones/0: invalid zone');
+    const zones = (resources.zones as { zones: Array<{ members: Array<{ service: string }> }> } | undefined)?.zones ?? [];
+    if (zones.some((z) => z.members.some((m) => m.service === 'invalid'))) throw new Error('/resources/zones/zones/0: invalid zone');
     this.resources = Object.freeze(structuredClone(resources));
     this.version = version;
     this.applied.push(version);
   }
+}
+
+function zoneIds(t: Target): string[] {
+  return ((t.resources.zones as { zones: Array<{ id: string }> } | undefined)?.zones ?? []).map((z) => z.id);
 }
 
 async function tmp(): Promise<string> {
@@ -40,7 +44,7 @@ test('enroll with a bootstrap token, receive the snapshot, apply a zone change a
     assert.equal((await stat(join(dir, 'key.pem'))).mode & 0o777, 0o600);
     assert.ok(Array.isArray(target.resources.trustBundle));
     const z = await t.admin.call<{ id: string }>('POST', '/v1/zones', { type: 'containment', members: [{ service: 'reviews' }], reason: 'test' });
-    await until(() => ((target.resources.zones ?? []) as Array<{ id: string }>).some((x) => x.id === z.id), 5000, 'zone applied');
+    await until(() => zoneIds(target).includes(z.id), 5000, 'zone applied');
     await until(() => t.manager.hub.listRollouts()[0]!.inForce, 5000, 'rollout in force');
     const ro = t.manager.hub.listRollouts()[0]!;
     assert.equal(ro.targets['reviews-0']!.state, 'acked');
@@ -71,7 +75,7 @@ test('a NACKed version leaves the sidecar on its previous version; the rollout s
     const good = c.version;
     const before = structuredClone(target.resources);
     const nacked = new Promise<string>((r) => c.once('nacked', (_v, e) => r(e)));
-    await t.admin.call('POST', '/v1/zones', { type: 'containment', members: [{ service: 'reviews' }], reason: 'invalid' });
+    await t.admin.call('POST', '/v1/zones', { type: 'containment', members: [{ service: 'invalid' }], reason: 'bad' });
     assert.match(await nacked, /invalid zone/);
     assert.equal(c.version, good);
     assert.equal(target.version, good);
@@ -98,7 +102,7 @@ test('fail static: with the manager down, a restarted sidecar enforces its last 
   const token = await t.token();
   const c = await ControlClient.start({ url: t.manager.url, caPem: t.caPem, dataDir: dir, node: { service: 'reviews', instance: 'reviews-0' }, target, bootstrapToken: token, backoffBaseMs: 20, backoffMaxMs: 200 });
   const z = await t.admin.call<{ id: string }>('POST', '/v1/zones', { type: 'containment', members: [{ service: 'reviews' }], reason: 'keep me' });
-  await until(() => ((target.resources.zones ?? []) as Array<{ id: string }>).some((x) => x.id === z.id), 5000, 'zone applied');
+  await until(() => zoneIds(target).includes(z.id), 5000, 'zone applied');
   const version = c.version;
   await until(async () => JSON.parse(await readFile(join(dir, 'snapshot.json'), 'utf8')).version === version, 5000, 'snapshot persisted');
   await c.close();
@@ -111,7 +115,7 @@ test('fail static: with the manager down, a restarted sidecar enforces its last 
   const c2 = await ControlClient.start({ url: t.manager.url, caPem: t.caPem, dataDir: dir, node: { service: 'reviews', instance: 'reviews-0' }, target: target2, backoffBaseMs: 20, backoffMaxMs: 200, metrics });
   try {
     assert.equal(target2.version, version);
-    assert.deepEqual((target2.resources.zones as Array<{ id: string }>).map((x) => x.id), [z.id]);
+    assert.deepEqual(zoneIds(target2), [z.id]);
     assert.equal(c2.connected, false);
     assert.match(await metrics.metrics(), /etz_control_plane_connected 0/);
     // The manager comes back on the same port: the client reconnects with its certificate
@@ -120,7 +124,7 @@ test('fail static: with the manager down, a restarted sidecar enforces its last 
     try {
       await until(() => c2.connected, 10_000, 'reconnected');
       await c2.waitForVersion((v) => v > version);
-      assert.deepEqual((target2.resources.zones as Array<{ id: string }>).map((x) => x.id), [z.id]);
+      assert.deepEqual(zoneIds(target2), [z.id]);
     } finally {
       await c2.close();
       await back.close();

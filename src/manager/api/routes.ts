@@ -68,7 +68,7 @@ const schemas: Record<string, ValidateFunction> = {
   }),
   resources: ajv.compile({
     type: 'object', additionalProperties: false, required: ['items'],
-    properties: { items: { type: 'array', maxItems: 100000 } },
+    properties: { items: { type: ['array', 'object'], maxItems: 100000 } },
   }),
   telemetry: ajv.compile({
     type: 'object', additionalProperties: false, required: ['records'],
@@ -228,10 +228,11 @@ export function registerRoutes(router: Router, ctx: ApiContext): void {
     const type = resourceType(r.params.type!);
     const topic = r.query.get('topic') ?? 'mesh';
     if (!/^(mesh|service\/[A-Za-z0-9._-]+|instance\/[A-Za-z0-9._-]+)$/.test(topic)) throw invalid('topic', 'must be mesh, service/<name> or instance/<name>');
-    const b = validate<{ items: unknown[] }>('resources', await r.body());
+    const b = validate<{ items: unknown[] | Record<string, unknown> }>('resources', await r.body());
     await ctx.resources.set(topic, type, b.items);
-    await audit.record({ actor: r.actor, action: 'resources.set', outcome: 'ok', target: `${topic}/${type}`, details: { items: b.items.length } });
-    return { topic, type, items: b.items.length, configVersion: hub.currentVersion };
+    const count = Array.isArray(b.items) ? b.items.length : 1;
+    await audit.record({ actor: r.actor, action: 'resources.set', outcome: 'ok', target: `${topic}/${type}`, details: { items: count } });
+    return { topic, type, items: count, configVersion: hub.currentVersion };
   });
 
   // ---- rollouts ----

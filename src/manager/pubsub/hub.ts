@@ -5,6 +5,7 @@ import {
   type ManagerMessage,
   type NodeInfo,
   type ResourceType,
+  type ResourceValue,
   type Resources,
 } from '../../protocol/messages.js';
 import { RolloutTracker, type Rollout } from './rollout.js';
@@ -122,12 +123,17 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     return this.version;
   }
 
-  /** Replace one resource type on one topic. Published after the debounce window. */
-  set(topic: string, type: ResourceType, items: unknown[], reason?: string): void {
+  /**
+   * Replace one resource type on one topic. Published after the debounce window. Lists on the
+   * three topics of a sidecar are concatenated; an object value is taken from the most specific
+   * topic that has one.
+   */
+  set(topic: string, type: ResourceType, value: ResourceValue, reason?: string): void {
     let t = this.topics.get(topic);
     if (!t) this.topics.set(topic, (t = { resources: {}, versions: {} }));
-    if (items.length === 0 && !t.resources[type] && topic !== 'mesh') return;
-    t.resources[type] = items.length === 0 && topic !== 'mesh' ? undefined : Object.freeze([...items]) as unknown[];
+    const empty = isEmpty(value);
+    if (empty && !t.resources[type] && topic !== 'mesh') return;
+    t.resources[type] = empty && topic !== 'mesh' ? undefined : (Object.freeze(Array.isArray(value) ? [...value] : { ...value }) as ResourceValue);
     let c = this.changed.get(topic);
     if (!c) this.changed.set(topic, (c = new Set()));
     c.add(type);
@@ -140,7 +146,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     }
   }
 
-  get(topic: string, type: ResourceType): readonly unknown[] {
+  get(topic: string, type: ResourceType): ResourceValue {
     return this.topics.get(topic)?.resources[type] ?? [];
   }
 
@@ -348,12 +354,16 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     else this.stats.deltas++;
   }
 
-  private merged(topics: string[], type: ResourceType): unknown[] {
+  private merged(topics: string[], type: ResourceType): ResourceValue {
     const lists: (readonly unknown[])[] = [];
+    let obj: ResourceValue | undefined;
     for (const t of topics) {
-      const l = this.topics.get(t)?.resources[type];
-      if (l && l.length) lists.push(l);
+      const v = this.topics.get(t)?.resources[type];
+      if (v === undefined || isEmpty(v)) continue;
+      if (Array.isArray(v)) lists.push(v);
+      else obj = v;
     }
+    if (obj !== undefined) return obj;
     if (lists.length === 0) return [];
     if (lists.length === 1) return lists[0] as unknown[];
     return lists.flat();
@@ -362,7 +372,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
   // Subscribers sharing the same topic contents for a type share one serialisation per publish:
   // with a mesh-wide change and 1000 sidecars that is one JSON.stringify, not a thousand.
   private encoded(sub: Sub, type: ResourceType, cache: Map<string, string>): string {
-    const key = `${type}|${sub.topics.map((t) => (this.topics.get(t)?.resources[type]?.length ? t : '')).join('|')}`;
+    const key = `${type}|${sub.topics.map((t) => { const v = this.topics.get(t)?.resources[type]; return v !== undefined && !isEmpty(v) ? t : ''; }).join('|')}`;
     let s = cache.get(key);
     if (s === undefined) {
       s = JSON.stringify(this.merged(sub.topics, type));
@@ -386,4 +396,8 @@ export class ConfigHub extends EventEmitter<HubEvents> {
   private latestFor(sub: Sub): number {
     return this.viewVersion(sub);
   }
+}
+
+function isEmpty(v: ResourceValue): boolean {
+  return Array.isArray(v) ? v.length === 0 : v === null;
 }

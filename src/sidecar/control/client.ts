@@ -448,6 +448,9 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
 // so that a sidecar without, say, an intel filter accepts a config that carries no intel.
 function nonEmpty(r: Resources): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const t of RESOURCE_TYPES) if (r[t] && r[t].length) out[t] = r[t];
+  for (const t of RESOURCE_TYPES) {
+    const v = r[t];
+    if (v !== null && v !== undefined && !(Array.isArray(v) && v.length === 0)) out[t] = v;
+  }
   return out;
 }
