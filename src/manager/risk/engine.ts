@@ -635,9 +635,14 @@ export class EngineCore {
 
   // -------------------------------------------------------------------------------------- snapshot
 
-  snapshot(opts: { baselines?: boolean } = {}): EngineSnapshot {
+  snapshot(opts: { baselines?: boolean; allSubjects?: boolean } = {}): EngineSnapshot {
     const subjects: EngineSnapshot['subjects'] = [];
+    // By default only what a restart must not forget: subjects carrying risk or holding a zone.
+    // Quiet subjects re-learn after a restart (warm-up), which keeps the snapshot small enough to
+    // persist on every zone change.
+    const triggers = new Set(this.zones.list().flatMap((z) => z.triggers));
     for (const s of this.subjects.values()) {
+      if (!opts.allSubjects && !opts.baselines && s.score === 0 && !triggers.has(s.key)) continue;
       subjects.push({ key: s.key, subject: s.subject, windows: s.windows, score: s.score, level: s.level, reasons: s.reasons, at: s.at, dests: s.seenDests ? [...s.seenDests] : [] });
     }
     const snap: EngineSnapshot = {

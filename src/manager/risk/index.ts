@@ -156,8 +156,12 @@ export class RiskEngine {
     return this.#core.clearPrincipal(principal, reason, nowMs);
   }
 
-  /** Durable state: zones, flags, subject scores, edges seen; `baselines: true` adds learned baselines. */
-  snapshot(opts?: { baselines?: boolean }): EngineSnapshot {
+  /**
+   * Durable state: zones, flags, vulnerability findings and the subjects carrying risk (small:
+   * persist it on every zone change). `allSubjects` adds every tracked subject with the edges it
+   * has called; `baselines` adds those and the learned baselines of the inline scorer.
+   */
+  snapshot(opts?: { baselines?: boolean; allSubjects?: boolean }): EngineSnapshot {
     return this.#core.snapshot(opts);
   }
 

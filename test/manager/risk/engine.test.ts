@@ -102,3 +102,14 @@ test('error logs count per service and instance; a burst after warm-up is an ano
   assert.equal(engine.explain('instance:b/b-0')!.features!.errorLogs, 40);
   assert.throws(() => engine.ingestJson({ kind: 'log', ts: T0, service: 'b', level: 'error' }), /message: is required/);
 });
+
+test('the default snapshot keeps only subjects carrying risk; allSubjects keeps all', () => {
+  const engine = new RiskEngine();
+  feed(engine, attackTrace().filter((r) => r.ts < T0 + 7 * MIN));
+  const small = engine.snapshot();
+  const full = engine.snapshot({ allSubjects: true });
+  assert.ok(small.subjects.length < full.subjects.length);
+  assert.ok(small.subjects.every((s) => s.score > 0 || small.zones.zones.some((z) => z.triggers.includes(s.key))));
+  assert.ok(small.subjects.some((s) => s.key === 'service:details'));
+  assert.equal(small.zones.zones.length, 1);
+});
