@@ -19,6 +19,8 @@ export class Ctx implements RequestContext {
   readonly method: string;
   readonly path: string;
   readonly query: string;
+  /** The request target in origin-form (path and query), as sent upstream. */
+  readonly url: string;
   readonly host: string;
   readonly remoteAddress: string;
   peer?: PeerIdentity = undefined;
@@ -55,7 +57,18 @@ export class Ctx implements RequestContext {
     this.chain = chain;
     this.upgrade = upgrade;
     this.method = req.method ?? 'GET';
-    const url = req.url ?? '/';
+    let url = req.url ?? '/';
+    let authority = '';
+    if (url.charCodeAt(0) !== 47 /* / */) {
+      // absolute-form (`GET http://reviews:9080/x`, what HTTP_PROXY clients send): its authority
+      // wins over the Host header (RFC 9112 §3.2.2) and the upstream gets origin-form.
+      const m = /^https?:\/\/([^/?#]*)([^#]*)/i.exec(url);
+      if (m !== null) {
+        authority = m[1]!;
+        url = m[2] === '' ? '/' : m[2]!.charCodeAt(0) === 63 /* ? */ ? `/${m[2]}` : m[2]!;
+      }
+    }
+    this.url = url;
     const q = url.indexOf('?');
     this.path = q === -1 ? url : url.slice(0, q);
     this.query = q === -1 ? '' : url.slice(q + 1);
@@ -83,7 +96,7 @@ export class Ctx implements RequestContext {
       }
     }
     this.bodyLength = length;
-    this.host = normalizeHost(host);
+    this.host = normalizeHost(authority !== '' ? authority : host);
     this.id = validRequestId(id) ? id : '';
   }
 

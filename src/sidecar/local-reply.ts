@@ -48,6 +48,9 @@ export function errorToLocalReply(err: unknown): LocalReply {
   const e = err as { code?: string; message?: string } | undefined;
   const mapped = e?.code !== undefined ? UNDICI_CODES[e.code] : undefined;
   if (mapped !== undefined) return localReply(mapped, upstreamReason(mapped, e!.code!));
+  // undici refuses to send what HTTP forbids (a path not in origin-form, a header value it cannot
+  // carry): the request is at fault, not the upstream.
+  if (e?.code === 'UND_ERR_INVALID_ARG') return localReply('ETZ_ERR_BAD_REQUEST', `request cannot be forwarded: ${e.message ?? 'invalid'}`);
   return localReply('ETZ_ERR_INTERNAL', 'internal error');
 }
 

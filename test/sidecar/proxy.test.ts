@@ -189,6 +189,15 @@ test('outbound: resolves the destination from the Host header in every usual for
   assert.match(miss, /"error":"ETZ_ERR_NO_ROUTE"/);
 });
 
+test('outbound: an absolute-form request target routes by its authority and goes upstream in origin-form', async () => {
+  const res = await rawExchange(sc.ports.outbound, 'GET http://ratings:9080/abs/path?q=1 HTTP/1.1\r\nHost: something-else\r\nConnection: close\r\n\r\n');
+  assert.equal(statusOf(res), 200);
+  assert.equal(last().url, '/abs/path?q=1');
+  const star = await rawExchange(sc.ports.inbound, 'OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  assert.equal(statusOf(star), 400);
+  assert.match(star, /ETZ_ERR_BAD_REQUEST/);
+});
+
 test('reuses upstream keep-alive connections', async () => {
   const conns = new Set<number>();
   const onConn = (s: { remotePort?: number }): void => void conns.add(s.remotePort ?? 0);

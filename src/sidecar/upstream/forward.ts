@@ -75,7 +75,7 @@ function send(ctx: Ctx, dispatcher: Dispatcher, proto: string, body: NodeJS.Read
   const req = ctx.req;
   const options: Dispatcher.DispatchOptions = {
     method: ctx.method as Dispatcher.HttpMethod,
-    path: req.url ?? '/',
+    path: ctx.url,
     headers: upstreamRequestHeaders(ctx, proto),
     body: body as Dispatcher.DispatchOptions['body'],
     // The client decides about retries; a proxy must not replay a request on its own.
