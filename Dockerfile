@@ -26,6 +26,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
+# `etz demo` runs the sample application beside the sidecars.
+COPY examples ./examples
 RUN npx tsc -p tsconfig.json \
  && test -f dist/src/cli/main.js
 
@@ -45,6 +47,7 @@ COPY --from=deps /src/package.json ./package.json
 COPY --from=deps /src/node_modules ./node_modules
 COPY --from=deps /src/build/Release/etz_original_dst.node ./build/Release/etz_original_dst.node
 COPY --from=build /src/dist/src ./dist/src
+COPY --from=build /src/dist/examples ./dist/examples
 RUN chmod 0755 dist/src/cli/main.js \
  && ln -s /opt/etz/dist/src/cli/main.js /usr/local/bin/etz \
  && etz version

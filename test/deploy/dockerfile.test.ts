@@ -142,6 +142,33 @@ async function tsFiles(dir: string): Promise<string[]> {
   return out;
 }
 
+/** Relative import specifiers of a TypeScript file (static, re-export and dynamic). */
+function relativeImports(text: string): string[] {
+  return [
+    ...[...text.matchAll(/^\s*(?:import|export)\s+[^'"]*?from\s+['"](\.[^'"]+)['"]/gm)].map((m) => m[1]!),
+    ...[...text.matchAll(/\bimport\(\s*['"](\.[^'"]+)['"]\s*\)/g)].map((m) => m[1]!),
+  ];
+}
+
+test('the build stage copies every directory that the compiled sources import from', async () => {
+  const build = dockerfile.stages.find((s) => all(s, 'RUN').some((r) => /\btsc\b/.test(r.args)))!;
+  const copied = all(build, 'COPY').filter((c) => !c.args.includes('--from'))
+    .map((c) => c.args.split(/\s+/)[0]!).filter((p) => !p.includes('.json'));
+  assert.ok(copied.includes('src'));
+  const missing: string[] = [];
+  for (const dir of copied) {
+    for (const file of await tsFiles(join(root, dir))) {
+      for (const spec of relativeImports(await readFile(file, 'utf8'))) {
+        const target = join(file, '..', spec).slice(root.length);
+        if (!copied.some((d) => target.startsWith(`${d}/`))) missing.push(`${file.slice(root.length)} imports ${target}`);
+      }
+    }
+  }
+  assert.deepEqual(missing, [], 'imports from outside what the build stage copies break the image build');
+  const runtimeCopies = all(runtime, 'COPY').map((c) => c.args).join('\n');
+  for (const dir of copied) assert.match(runtimeCopies, new RegExp(`dist/${dir}\\b`), `dist/${dir} reaches the runtime image`);
+});
+
 test('every package imported by src/ is a production dependency (the image has no others)', async () => {
   const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
   const builtins = new Set(builtinModules);
