@@ -1,13 +1,13 @@
 import type { DetectorExplanation, SeriesDetector, SeriesDetectorFactory } from './detector.js';
 import { numOpt } from './options.js';
-import { WindowStats } from './stats.js';
+import { WindowStats, sigmaToScore } from './stats.js';
 
 /**
  * Windowed two-sample change-point test. The last `recent` values are compared with the
  * `reference` values just before them: a standardised mean difference catches level shifts, a
  * log-variance ratio catches changes in volatility (e.g. an error rate that starts flapping). Both
- * are in σ units under the no-change hypothesis; the larger, k, maps to k/(k+limit): 0.5 at the
- * limit, never saturating. O(1) per value: two rings with running sums.
+ * are in σ units under the no-change hypothesis; the larger is divided by `limit` and mapped to
+ * [0, 1]. O(1) per value: two rings with running sums.
  */
 export class WindowedChangePoint implements SeriesDetector {
   private readonly recent: WindowStats;
@@ -47,7 +47,7 @@ export class WindowedChangePoint implements SeriesDetector {
       stat = Math.max(stat, Math.abs(Math.log(vc / vr)) / sdLog);
     }
     this.last = { statistic: stat, baseline: r.mean, spread: Math.sqrt(vr) };
-    return stat / (stat + this.limit);
+    return sigmaToScore(stat / this.limit);
   }
 
   explain(): DetectorExplanation {

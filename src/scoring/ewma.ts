@@ -1,13 +1,14 @@
 import type { DetectorExplanation, SeriesDetector, SeriesDetectorFactory } from './detector.js';
 import { numOpt } from './options.js';
-import { EwStats } from './stats.js';
+import { EwStats, sigmaToScore } from './stats.js';
 
 /**
  * EWMA control chart. The chart statistic z = λx + (1−λ)z smooths noise so that small sustained
  * shifts stand out; it is compared with a slowly adapting baseline (mean/σ of the raw values with
- * weight `baselineAlpha`) using the EWMA's own standard error σ·√(λ/(2−λ)). For a deviation of
- * k chart σ and control limit L the score is k/(k+L): 0.5 exactly at the classic L-sigma limit,
- * and it never saturates, so large deviations stay rankable against each other.
+ * weight `baselineAlpha`) using the EWMA's own standard error σ·√(λ/(2−λ)). The score is the
+ * two-sided normal probability of the deviation divided by `limit` (L, in σ of the chart), so a
+ * score of sigmaToScore(1) ≈ 0.68 marks the classic L-sigma control limit and 0.99 lies at 2.58·L.
+ * The risk engine's thresholds rely on this scale: keep it stable.
  */
 export class EwmaChart implements SeriesDetector {
   private readonly lambda: number;
@@ -34,7 +35,7 @@ export class EwmaChart implements SeriesDetector {
       const se = Math.max(std, 1e-9 * (Math.abs(mean) + 1)) * this.seFactor;
       const k = Math.abs(this.z - mean) / se;
       this.last = { statistic: k, baseline: mean, spread: se };
-      score = k / (k + this.limit);
+      score = sigmaToScore(k / this.limit);
     } else {
       this.last = { statistic: 0, baseline: mean, spread: 0 };
     }
