@@ -28,7 +28,7 @@ export function netnsSkipReason(): string | false {
   if (cached !== undefined) return cached;
   if (process.platform !== 'linux') return (cached = 'network namespaces need Linux');
   if (process.getuid?.() !== 0) return (cached = 'needs root (ip netns, iptables); run as root, as CI does');
-  for (const tool of ['ip', 'iptables', 'ip6tables', 'curl']) {
+  for (const tool of ['ip', 'iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'curl', 'setpriv', 'tcpdump']) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return (cached = `${tool} is not installed`);
   }
   const probe = `etzprobe${randomBytes(3).toString('hex')}`;
