@@ -273,8 +273,11 @@ export function formatFindings(findings: readonly Finding[]): string {
  * What `apply` calls: the findings when forced (to report them), else an ETZ_ERR_POLICY_CONFLICT
  * naming every clashing pair and why. `details.conflicts` carries the findings for --json output.
  */
-export function checkConflicts(docs: readonly PolicyDocument[], opts: { force?: boolean } = {}): Finding[] {
-  const findings = lintPolicies(docs);
+export function checkConflicts(docs: readonly PolicyDocument[], opts: { force?: boolean; involving?: ReadonlySet<string> } = {}): Finding[] {
+  // Applying a few policies over a stored set: only clashes that involve them count, so an old
+  // conflict someone forced earlier does not block every later change.
+  const only = opts.involving;
+  const findings = lintPolicies(docs).filter((f) => !only || only.has(f.rule.policy) || only.has(f.with.policy));
   if (findings.length && !opts.force) {
     throw new EtzError('ETZ_ERR_POLICY_CONFLICT', `refusing a policy set with ${findings.length} conflict${findings.length === 1 ? '' : 's'} (force to apply anyway):\n${findings.map((f) => `  [${f.kind}] ${f.message}`).join('\n')}`, {
       details: { conflicts: findings },

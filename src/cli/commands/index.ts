@@ -13,7 +13,7 @@ registerCommand('zones', 'List, create, dissolve or pin trust zones', () => impo
 registerCommand('audit', 'Show the zone manager audit log', () => import('./audit.js'));
 registerCommand('token', 'Create, list or revoke sidecar bootstrap tokens', () => import('./token.js'));
 registerCommand('gateway', 'Run the ingress gateway at the edge of the mesh (external HTTP/HTTPS into the mesh)', () => import('./gateway.js'));
-registerCommand('policy', 'Lint, check (explain) and import authorization and network policies', () => import('./policy.js'));
+registerCommand('policy', 'Lint, check (explain), import and apply authorization and network policies', () => import('./policy.js'));
 
 registerCommand('risk', 'Show risk scores and explain them (etz risk ls | explain SUBJECT)', () => import('./risk.js'));
 registerCommand('traffic', 'Traffic analysis per service and edge, with anomalies', () => import('./traffic.js'));

@@ -3,8 +3,9 @@ import { stringify } from 'yaml';
 import type { Command } from '../run.js';
 import { parseCommandArgs } from '../run.js';
 import { ConfigError, UsageError } from '../../core/errors.js';
-import { loadPolicyFiles, parsePolicyText } from '../../policy/load.js';
-import { lintPolicies, formatFindings } from '../../policy/lint.js';
+import { loadPolicyFiles, parsePolicyText, policyId } from '../../policy/load.js';
+import { checkConflicts, lintPolicies, formatFindings } from '../../policy/lint.js';
+import { CLIENT_OPTIONS, CLIENT_USAGE, clientFromFlags } from '../../manager/api-client.js';
 import { AuthorizationEngine } from '../../policy/engine.js';
 import { explanationJson, formatExplanation } from '../../policy/explain.js';
 import { importPolicies } from '../../policy/import.js';
@@ -19,6 +20,7 @@ const USAGE = `Usage: etz policy lint FILE… [--json]
        etz policy check -f FILE… --network egress --from-service SERVICE (--to SERVICE | --host H | --ip ADDR)
                         [--port N]
        etz policy import FILE… [-o OUT] [--root-namespace NS]
+       etz policy apply -f FILE… [--force] [--dry-run] [connection options]
 
 lint    validate policy files and report conflicts: duplicate rules, rules shadowed by a broader
         rule, ALLOW rules a DENY fully covers, contradictory rules for one selector.
@@ -30,7 +32,11 @@ check   evaluate one request against the policies and explain the decision: the 
         Exit 0 when allowed, 1 when denied.
 import  convert Istio AuthorizationPolicy (security.istio.io/v1) and Kubernetes NetworkPolicy
         (networking.k8s.io/v1) documents to etz policies (YAML on stdout, or -o FILE). Anything
-        that cannot be mapped is refused with the field named (exit 2).`;
+        that cannot be mapped is refused with the field named (exit 2).
+apply   validate, check for conflicts with the policies the zone manager already holds, and apply
+        through its API; a set with conflicts is refused (exit 1, naming the rules) unless --force.
+
+${CLIENT_USAGE}`;
 
 type Sub = (argv: string[]) => Promise<number>;
 
@@ -182,11 +188,38 @@ const importCmd: Sub = async (argv) => {
   return 0;
 };
 
-/** Subcommands; `apply` (through the manager's API) is registered by the manager's CLI module. */
-export const SUBCOMMANDS: Record<string, Sub> = { lint, check, import: importCmd };
+const apply: Sub = async (argv) => {
+  const parsed = parseCommandArgs(
+    argv,
+    { ...CLIENT_OPTIONS, file: { type: 'string', short: 'f', multiple: true }, force: { type: 'boolean' }, 'dry-run': { type: 'boolean' } },
+    USAGE,
+    true,
+  );
+  if (parsed === null) return 0;
+  const v = parsed.values as Record<string, unknown>;
+  const files = [...many(v.file), ...parsed.positionals];
+  if (files.length === 0) throw new UsageError('apply needs the policies: -f FILE');
+  const docs = await loadPolicyFiles(files);
+  const client = await clientFromFlags(v);
+  const held = (await client.call<{ items: PolicyDocument[] }>('GET', '/v1/policies')).items;
+  const key = (d: PolicyDocument) => `${d.kind}/${policyId(d)}`;
+  const replacing = new Set(docs.map(key));
+  const findings = checkConflicts([...held.filter((d) => !replacing.has(key(d))), ...docs], { force: !!v.force, involving: new Set(docs.map(policyId)) });
+  for (const f of findings) process.stderr.write(`etz: applying despite conflict [${f.kind}] ${f.message}\n`);
+  const res = await client.call<{ applied: string[]; warnings: string[]; dryRun: boolean; configVersion?: number }>('POST', `/v1/policies${v['dry-run'] ? '?dryRun=true' : ''}`, { items: docs });
+  if (v.json) process.stdout.write(`${JSON.stringify({ ...res, conflicts: findings }, null, 2)}\n`);
+  else {
+    for (const w of res.warnings) process.stderr.write(`etz: warning: ${w}\n`);
+    process.stdout.write(`${res.dryRun ? 'would apply' : 'applied'} ${res.applied.join(', ')}${res.configVersion !== undefined && !res.dryRun ? ` (config version ${res.configVersion})` : ''}\n`);
+  }
+  return 0;
+};
+
+/** The subcommands of `etz policy`. */
+export const SUBCOMMANDS: Record<string, Sub> = { lint, check, import: importCmd, apply };
 
 export const command: Command = {
-  summary: 'Lint, check (explain) and import authorization and network policies',
+  summary: 'Lint, check (explain), import and apply authorization and network policies',
   async run(argv) {
     const [sub, ...rest] = argv;
     if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
