@@ -1,6 +1,7 @@
 import type { Schema } from 'ajv';
 import { loadConfig } from './load.js';
 import { meshTlsSchema, type MeshTlsConfig } from '../sidecar/tls/config.js';
+import { managerSectionSchema, type SidecarManagerConfig } from '../sidecar/control/config.js';
 
 /**
  * The sidecar's config file. Static sections (service, listeners, timeouts, limits, registry,
@@ -60,6 +61,8 @@ export interface SidecarConfig {
   resources: Record<string, unknown>;
   /** Mesh mTLS (src/sidecar/tls/config.ts); absent: plaintext unless an identity is passed in code. */
   tls?: MeshTlsConfig;
+  /** Zone manager connection (src/sidecar/control/config.ts); absent: the sidecar runs on its file config alone. */
+  manager?: SidecarManagerConfig;
 }
 
 const port = { type: 'integer', minimum: 0, maximum: 65535 } as const;
@@ -216,6 +219,7 @@ export const sidecarSchema: Schema = {
     // owns the schema of its resource.
     resources: { type: 'object', default: {} },
     tls: meshTlsSchema,
+    manager: managerSectionSchema,
   },
 };
 

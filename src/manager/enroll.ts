@@ -87,14 +87,17 @@ export class EnrollmentService {
   }
 
   /** Renewal over the control stream: same identity, new key; the previous cert stays valid until it expires. */
-  async renew(rec: EnrollmentRecord, csr: string): Promise<CertMsg> {
+  async renew(rec: EnrollmentRecord, csr: string, purpose: 'control' | 'workload' = 'control'): Promise<CertMsg> {
     const issued = await this.sign(csr, rec.spiffeId);
+    if (purpose === 'workload') {
+      return { type: 'cert', purpose, cert: issued.certPem, chain: splitPemCerts(issued.certChainPem).slice(1), expiresAt: issued.notAfter.getTime(), trustBundle: splitPemCerts(issued.trustBundlePem) };
+    }
     const fp = new X509Certificate(issued.certPem).fingerprint256;
     const next: EnrollmentRecord = { ...rec, fingerprints: [fp, ...rec.fingerprints.slice(0, 1)], renewedAt: Date.now(), certExpiresAt: issued.notAfter.getTime() };
     await this.store.put(COLL.enrollments, rec.instance, next);
     for (const f of rec.fingerprints) if (!next.fingerprints.includes(f)) this.byFp.delete(f);
     this.byFp.set(fp, rec.instance);
-    return { type: 'cert', cert: issued.certPem, chain: splitPemCerts(issued.certChainPem).slice(1), expiresAt: issued.notAfter.getTime() };
+    return { type: 'cert', purpose, cert: issued.certPem, chain: splitPemCerts(issued.certChainPem).slice(1), expiresAt: issued.notAfter.getTime(), trustBundle: splitPemCerts(issued.trustBundlePem) };
   }
 
   async remove(instance: string): Promise<boolean> {

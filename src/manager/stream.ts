@@ -157,11 +157,11 @@ export class StreamServer {
         return;
       }
       case 'renew':
-        this.o.enrollment.renew(rec, msg.csr).then(
+        this.o.enrollment.renew(rec, msg.csr, msg.purpose ?? 'control').then(
           (cert) => {
             conn.rec = this.o.enrollment.get(rec.instance) ?? rec;
             conn.ws.send(encode(cert));
-            void this.o.audit.record({ actor: rec.spiffeId, action: 'cert.renew', outcome: 'ok', target: rec.instance }).catch(() => {});
+            void this.o.audit.record({ actor: rec.spiffeId, action: 'cert.renew', outcome: 'ok', target: rec.instance, details: { purpose: msg.purpose ?? 'control' } }).catch(() => {});
           },
           (err: Error) => conn.ws.send(encode({ type: 'error', code: 'ETZ_ERR_INVALID_INPUT', message: err.message })),
         );

@@ -67,7 +67,12 @@ export interface AckMsg { type: 'ack'; version: number; nonce: string }
 export interface NackMsg { type: 'nack'; version: number; nonce: string; error: string }
 export interface TelemetryMsg { type: 'telemetry'; records: unknown[]; dropped?: number }
 export interface HeartbeatMsg { type: 'heartbeat'; ts: number }
-export interface RenewMsg { type: 'renew'; csr: string }
+/**
+ * A CSR for a new certificate of the sidecar's own identity. `control`: the certificate this
+ * stream authenticates with (the manager records its fingerprint); `workload`: the data plane's
+ * mTLS certificate (key kept by the data plane; issued, not recorded).
+ */
+export interface RenewMsg { type: 'renew'; csr: string; purpose?: 'control' | 'workload' }
 export type SidecarMessage = HelloMsg | AckMsg | NackMsg | TelemetryMsg | HeartbeatMsg | RenewMsg;
 
 // ---- manager → sidecar ----------------------------------------------------------------------
@@ -80,7 +85,7 @@ export interface DeltaMsg {
   baseVersion: number;
   resources: Partial<Resources>;
 }
-export interface CertMsg { type: 'cert'; cert: string; chain: string[]; expiresAt: number }
+export interface CertMsg { type: 'cert'; cert: string; chain: string[]; expiresAt: number; purpose?: 'control' | 'workload'; trustBundle?: string[] }
 export interface ErrorMsg { type: 'error'; code: string; message: string }
 export interface TelemetryAckMsg { type: 'telemetryAck'; accepted: number; rejected: number }
 export type ManagerMessage = SnapshotMsg | DeltaMsg | HeartbeatMsg | CertMsg | ErrorMsg | TelemetryAckMsg;
@@ -138,7 +143,7 @@ const sidecarSchema = {
     },
     {
       type: 'object', additionalProperties: false, required: ['type', 'csr'],
-      properties: { type: { const: 'renew' }, csr: { type: 'string', minLength: 1, maxLength: 16384 } },
+      properties: { type: { const: 'renew' }, csr: { type: 'string', minLength: 1, maxLength: 16384 }, purpose: { enum: ['control', 'workload'] } },
     },
   ],
 };

@@ -33,7 +33,9 @@ export const command: Command = {
       return 0;
     }
     const { Sidecar } = await import('../../sidecar/sidecar.js');
-    const sidecar = await Sidecar.start(config);
+    // With a `manager` section the sidecar enrolls, takes its identity and config from the manager.
+    const managed = config.manager ? await (await import('../../sidecar/control/bootstrap.js')).startManagedSidecar({ ...config, manager: config.manager }) : undefined;
+    const sidecar = managed?.sidecar ?? await Sidecar.start(config);
     const p = sidecar.ports;
     process.stderr.write(`etz sidecar ${config.service.name}: inbound :${p.inbound} outbound :${p.outbound} admin :${p.admin}\n`);
     return new Promise<number>((resolve) => {
@@ -42,7 +44,7 @@ export const command: Command = {
         if (stopping) return;
         stopping = true;
         process.stderr.write(`etz sidecar: ${signal}, draining\n`);
-        sidecar.close().then(
+        (managed ?? sidecar).close().then(
           () => resolve(0),
           (err: unknown) => {
             process.stderr.write(`etz sidecar: drain failed: ${(err as Error).message}\n`);

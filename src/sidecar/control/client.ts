@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { readFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
+import { EtzError } from '../../core/errors.js';
 import { nullLogger, type Logger } from '../../core/logger.js';
 import { Counter, Gauge, createRegistry, type Registry } from '../../core/metrics.js';
 import {
@@ -36,7 +37,8 @@ export interface ControlClientOptions {
   caPem: string;
   dataDir: string;
   node: NodeInfo;
-  target: ApplyTarget;
+  /** Where versions are applied; may be given later with attach(). */
+  target?: ApplyTarget;
   bootstrapToken?: string;
   logger?: Logger;
   metrics?: Registry;
@@ -73,15 +75,73 @@ const SNAPSHOT_FILE = 'snapshot.json';
 
 export class ControlClient extends EventEmitter<ControlClientEvents> {
   /** Create, load the fail-static snapshot, then connect in the background. */
-  static async start(opts: ControlClientOptions): Promise<ControlClient> {
+  static async start(opts: ControlClientOptions & { target: ApplyTarget }): Promise<ControlClient> {
     const c = new ControlClient(opts);
-    await c.loadSnapshot();
-    c.loop();
+    await c.attach(opts.target);
     return c;
+  }
+
+  /**
+   * Create without connecting: a sidecar first needs its certificate (ensureCredentials) to start
+   * its mTLS listeners, and only then has a target to attach.
+   */
+  static create(opts: ControlClientOptions): ControlClient {
+    return new ControlClient(opts);
+  }
+
+  /** Apply the fail-static snapshot to `target`, then connect and follow the manager. */
+  async attach(target: ApplyTarget): Promise<void> {
+    this.target = target;
+    await this.loadSnapshot();
+    this.loop();
+  }
+
+  /**
+   * The certificate this sidecar holds, enrolling with the bootstrap token when it has none;
+   * retries with backoff while the manager is unreachable.
+   */
+  async ensureCredentials(): Promise<Credentials> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.credentialsNow();
+      } catch (err) {
+        if (this.closed || (err as { code?: string }).code === 'ETZ_ERR_ENROLL_FAILED') throw err;
+        this.logger.warn({ err: (err as Error).message }, 'cannot enroll yet; retrying');
+        const cap = Math.min(this.o.backoffMaxMs ?? 30_000, (this.o.backoffBaseMs ?? 250) * 2 ** Math.min(attempt, 20));
+        await new Promise((r) => setTimeout(r, Math.round(Math.random() * cap)));
+      }
+    }
+  }
+
+  /**
+   * A certificate for the data plane's own key (a RenewFn for the sidecar's WorkloadIdentity):
+   * the CSR goes over the control stream, so renewal needs no extra credentials.
+   */
+  async requestCertificate(csrPem: string): Promise<{ certChainPem: string; trustBundlePem: string }> {
+    await this.untilConnected();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.workloadWaiters.delete(w);
+        reject(new Error('the manager did not answer the certificate request within 30 s'));
+      }, 30_000);
+      const w = (certChainPem: string, trustBundlePem: string) => {
+        clearTimeout(t);
+        resolve({ certChainPem, trustBundlePem });
+      };
+      this.workloadWaiters.add(w);
+      this.send({ type: 'renew', csr: csrPem, purpose: 'workload' });
+    });
+  }
+
+  private untilConnected(): Promise<void> {
+    if (this.connected_) return Promise.resolve();
+    return new Promise((resolve) => this.once('connected', () => resolve()));
   }
 
   readonly telemetry: TelemetryBatcher;
   private readonly o: ControlClientOptions;
+  private target: ApplyTarget | undefined;
+  private readonly workloadWaiters = new Set<(certChainPem: string, trustBundlePem: string) => void>();
   private readonly logger: Logger;
   private ws: WebSocket | undefined;
   private creds: Credentials | undefined;
@@ -176,7 +236,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     }
     try {
       const res = { ...emptyResources(), ...snap.resources };
-      await this.o.target.applyResources(nonEmpty(res), snap.version);
+      await this.target!.applyResources(nonEmpty(res), snap.version);
       this.resources = res;
       this.version_ = snap.version;
       this.appliedAt = snap.savedAt;
@@ -238,16 +298,21 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     this.retryTimer.unref();
   }
 
-  private async connect(): Promise<void> {
+  private async credentialsNow(): Promise<Credentials> {
     this.creds ??= await loadCredentials(this.o.dataDir);
     if (!this.creds || this.creds.expiresAt <= Date.now()) {
-      if (!this.o.bootstrapToken) throw new Error('no valid certificate and no bootstrap token to enroll with');
+      if (!this.o.bootstrapToken) throw new EtzError('ETZ_ERR_ENROLL_FAILED', 'no valid certificate and no bootstrap token to enroll with');
       this.creds = await enroll({ url: this.o.url, caPem: this.o.caPem, token: this.o.bootstrapToken, node: this.o.node });
       await saveCredentials(this.o.dataDir, this.creds);
       this.logger.info({ spiffeId: this.creds.spiffeId }, 'enrolled with the manager');
       this.emit('enrolled', this.creds.spiffeId);
     }
-    if (this.closed) return;
+    return this.creds;
+  }
+
+  private async connect(): Promise<void> {
+    await this.credentialsNow();
+    if (this.closed || !this.creds) return;
     this.stats.reconnects++;
     this.g.reconnects.inc();
     const url = new URL(STREAM_PATH, this.o.url);
@@ -344,6 +409,12 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
         this.work = this.work.then(() => this.onPush(msg)).catch((err: Error) => this.logger.error({ err }, 'push handling failed'));
         return;
       case 'cert':
+        if (msg.purpose === 'workload') {
+          const bundle = (msg.trustBundle ?? []).join('') || this.creds?.trustBundlePem || this.o.caPem;
+          for (const w of this.workloadWaiters) w(msg.cert + msg.chain.join(''), bundle);
+          this.workloadWaiters.clear();
+          return;
+        }
         void this.onCert(msg.cert + msg.chain.join(''), msg.expiresAt);
         return;
       case 'error':
@@ -378,7 +449,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       next = { ...emptyResources(), ...msg.resources };
     }
     try {
-      await this.o.target.applyResources(nonEmpty(next), msg.version);
+      await this.target!.applyResources(nonEmpty(next), msg.version);
     } catch (err) {
       const error = (err as Error).message || String(err);
       this.stats.nacked++;
@@ -407,7 +478,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     this.renewing = true;
     void newKeyAndCsr().then(({ keyPem, csrPem }) => {
       this.pendingKeyPem = keyPem;
-      this.send({ type: 'renew', csr: csrPem });
+      this.send({ type: 'renew', csr: csrPem, purpose: 'control' });
     }, () => (this.renewing = false));
   }
 
