@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { createServer, createConnection } from 'node:net';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initCa, issueWorkloadCert } from '../../src/identity/index.js';
@@ -33,6 +34,8 @@ export interface MeshRow {
 
 export interface MeshResult {
   rows: MeshRow[];
+  /** 1-minute load average before and after: on a shared machine, read the latencies with it. */
+  loadAverage: [number, number];
   /** Added latency of the two sidecars with mTLS over direct, ms. */
   added: { p50Ms: number; p90Ms: number; p99Ms: number } | null;
   addedPlain: { p50Ms: number; p90Ms: number; p99Ms: number } | null;
@@ -169,6 +172,7 @@ export async function measureMesh(dir: string, appPort: number, o: { rate: numbe
     await writeFile(join(dir, who, 'ca.pem'), c.trustBundlePem);
   }
   const rows: MeshRow[] = [];
+  const load0 = loadavg()[0]!;
   process.stderr.write('measuring mesh: direct …\n');
   rows.push(await measure('direct', `http://127.0.0.1:${appPort}/`, {}, opts));
   for (const mtls of [false, true]) {
@@ -183,13 +187,13 @@ export async function measureMesh(dir: string, appPort: number, o: { rate: numbe
   }
   const d = rows[0]!;
   const diff = (r: MeshRow | undefined) => (r ? { p50Ms: r.p50Ms - d.p50Ms, p90Ms: r.p90Ms - d.p90Ms, p99Ms: r.p99Ms - d.p99Ms } : null);
-  return { rows, added: diff(rows.find((r) => r.target === 'mesh mTLS')), addedPlain: diff(rows.find((r) => r.target === 'mesh plaintext')) };
+  return { rows, loadAverage: [load0, loadavg()[0]!], added: diff(rows.find((r) => r.target === 'mesh mTLS')), addedPlain: diff(rows.find((r) => r.target === 'mesh plaintext')) };
 }
 
 export function meshReport(m: MeshResult, rate: number): string {
   const a = m.added;
   return (
-    `\nMesh path at ${rate} req/s: client → sidecar → (mTLS) → sidecar → app\n\n` +
+    `\nMesh path at ${rate} req/s: client → sidecar → (mTLS) → sidecar → app (load average ${m.loadAverage.map((x) => x.toFixed(1)).join(' → ')})\n\n` +
     table(
       ['target', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'CPU-s/1k A', 'CPU-s/1k B', 'errors'],
       m.rows.map((r) => [r.target, r.rps, r.p50Ms, r.p90Ms, r.p99Ms, r.cpuPer1kA, r.cpuPer1kB, r.errors]),
