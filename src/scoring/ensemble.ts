@@ -38,6 +38,7 @@ export class Ensemble implements SeriesDetector {
   private readonly c: number;
   private readonly buckets: number;
   private readonly bucketAlpha: number;
+  private readonly periodMs: number;
   private readonly bucketWarmup: number;
   private readonly bucketMean: Float64Array;
   private readonly bucketN: Int32Array;
@@ -82,6 +83,7 @@ export class Ensemble implements SeriesDetector {
     ]);
     this.c = numOpt(opts, 'c', 5, 1e-6);
     this.buckets = Math.round(numOpt(opts, 'buckets', 288, 1, 100_000));
+    this.periodMs = DAY_MS * numOpt(opts, 'periodDays', 1, 1 / 24, 28);
     this.bucketAlpha = numOpt(opts, 'bucketAlpha', 0.3, 1e-6, 1);
     this.bucketWarmup = numOpt(opts, 'bucketWarmup', 3, 1);
     this.bucketMean = new Float64Array(this.buckets);
@@ -206,7 +208,8 @@ export class Ensemble implements SeriesDetector {
   // Time-of-day profile: an EW mean per bucket of the day and one pooled residual spread (a
   // per-bucket spread would need weeks of data before it could be trusted).
   private seasonal(x: number, t: number, floor: number): void {
-    const b = Math.floor((((t % DAY_MS) + DAY_MS) % DAY_MS) * (this.buckets / DAY_MS));
+    const P = this.periodMs;
+    const b = Math.floor((((t % P) + P) % P) * (this.buckets / P));
     const n = this.bucketN[b]!;
     const m = this.bucketMean[b]!;
     if (n >= this.bucketWarmup && this.resid.n > 50) {
