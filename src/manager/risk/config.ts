@@ -209,6 +209,11 @@ export const ZONES_SECTION_SCHEMA = {
       properties: {
         enabled: { type: 'boolean', default: true },
         labels: { type: 'array', items: { type: 'string' }, default: ['latency-critical'] },
+        measured: { type: 'boolean', default: false, description: 'Also group services measured as latency-critical (fast and busy) that talk mostly to each other.' },
+        maxP95Ms: { type: 'number', minimum: 0, default: 20, description: 'Measured latency-critical: inbound p95 at most this.' },
+        minRequestsPerWindow: { type: 'number', minimum: 0, default: 10 },
+        minShare: { type: 'number', minimum: 0, maximum: 1, default: 0.7, description: 'Share of a service\'s outbound calls that must go to the other member.' },
+        coolDownMs: { type: 'integer', minimum: 0, default: 300_000, description: 'How long a measured group may be gone before its zone dissolves.' },
       },
     },
     blastRadius: {
@@ -303,7 +308,7 @@ export interface EngineConfig {
     mode: 'enforce' | 'shadow';
     containment: ZonePolicyConfig & { outbound: 'block' | 'scrutinise'; allow: string[]; scrutiniseRatePerMinute: number };
     isolation: ZonePolicyConfig & { labels: string[]; allowPrincipals: string[] };
-    performance: { enabled: boolean; labels: string[] };
+    performance: { enabled: boolean; labels: string[]; measured: boolean; maxP95Ms: number; minRequestsPerWindow: number; minShare: number; coolDownMs: number };
     blastRadius: { maxInstanceShare: number; maxMeshShare: number };
   };
   alerts: {

@@ -101,6 +101,9 @@ export class EngineCore {
   private nextWindow: number | null = null;
   private watermark = -Infinity;
   private ingressMean = 0;
+  // Measured performance zones: smoothed per-service latency/volume and per-edge volume.
+  private readonly perf = new Map<string, { p95: number; rin: number; rout: number; edges: Map<string, number> }>();
+  private perfWindows = 0;
   private ingressWindows = 0;
   private started = false;
   private busy = false;
@@ -553,8 +556,83 @@ export class EngineCore {
       scored.push({ key: info.key, subject: info.subject, score: r.score, level, reasons: r.reasons });
     }
     this.zones.onScores(scored, at, (k) => this.subjects.peek(k)?.score ?? 0);
+    if (this.cfg.zones.performance.enabled && this.cfg.zones.performance.measured) this.measurePerformance(batch, at);
     this.traffic.closeWindow(at - this.cfg.risk.windowMs, at);
     this.housekeeping(at);
+  }
+
+  private measurePerformance(batch: ScoreBatch & { keys: SubjectInfo[] }, at: number): void {
+    const a = 0.2;
+    const p = this.cfg.zones.performance;
+    const get = (svc: string) => {
+      let e = this.perf.get(svc);
+      if (!e) {
+        if (this.perf.size >= 10_000) return undefined;
+        e = { p95: 0, rin: 0, rout: 0, edges: new Map() };
+        this.perf.set(svc, e);
+      }
+      return e;
+    };
+    const seen = new Set<string>();
+    batch.items.forEach((it, i) => {
+      const subj = batch.keys[i]!.subject;
+      const f = it.features;
+      if (subj.kind === 'service') {
+        const e = get(subj.service);
+        if (!e) return;
+        seen.add(subj.service);
+        e.p95 += a * (f[F.latencyP95]! - e.p95);
+        e.rin += a * (f[F.requestsIn]! - e.rin);
+        e.rout += a * (f[F.requestsOut]! - e.rout);
+      } else if (subj.kind === 'edge' && subj.source !== 'ingress') {
+        const e = get(subj.source);
+        if (!e) return;
+        const cur = e.edges.get(subj.destination) ?? 0;
+        if (e.edges.size < 256 || e.edges.has(subj.destination)) e.edges.set(subj.destination, cur + a * (f[F.requestsIn]! - cur));
+      }
+    });
+    // Quiet services and edges decay too.
+    for (const [svc, e] of this.perf) {
+      if (!seen.has(svc)) {
+        e.p95 *= 1 - a;
+        e.rin *= 1 - a;
+        e.rout *= 1 - a;
+      }
+    }
+    if (++this.perfWindows % 6 !== 0) return;
+    const labelled = new Set(Object.entries(this.cfg.risk.services).filter(([, s]) => s.labels.some((l) => p.labels.includes(l))).map(([n]) => n));
+    const critical = (svc: string) => {
+      const e = this.perf.get(svc);
+      return !!e && e.rin >= p.minRequestsPerWindow && e.p95 > 0 && e.p95 <= p.maxP95Ms;
+    };
+    // Union-find over edges a→b where a sends at least minShare of its calls to b and both ends
+    // are latency-critical (measured or labelled).
+    const parent = new Map<string, string>();
+    const find = (x: string): string => {
+      let r = x;
+      while (parent.get(r) !== r) r = parent.get(r)!;
+      parent.set(x, r);
+      return r;
+    };
+    for (const [src, e] of this.perf) {
+      if (!(critical(src) || labelled.has(src)) || e.rout <= 0) continue;
+      for (const [dst, rate] of e.edges) {
+        if (rate / e.rout < p.minShare || !(critical(dst) || labelled.has(dst))) continue;
+        if (!parent.has(src)) parent.set(src, src);
+        if (!parent.has(dst)) parent.set(dst, dst);
+        const ra = find(src);
+        const rb = find(dst);
+        if (ra !== rb) parent.set(ra < rb ? rb : ra, ra < rb ? ra : rb);
+      }
+    }
+    const groups = new Map<string, string[]>();
+    for (const k of [...parent.keys()].sort()) {
+      const r = find(k);
+      const g = groups.get(r);
+      if (g) g.push(k);
+      else groups.set(r, [k]);
+    }
+    this.zones.syncMeasuredPerformance([...groups.values()].filter((g) => g.length >= 2), at);
   }
 
   private housekeeping(now: number): void {

@@ -97,6 +97,37 @@ export class ZoneManager {
     }
   }
 
+  /**
+   * Measured performance groups (services that are fast, busy and talk mostly to each other):
+   * a group overlapping an existing measured zone updates it, a new one creates a zone, and a
+   * zone whose group has been gone for the cool-down is dissolved.
+   */
+  syncMeasuredPerformance(groups: string[][], now: number): void {
+    const cool = this.cfg.zones.performance.coolDownMs;
+    const measured = this.list().filter((z) => z.type === 'performance' && z.origin === 'policy' && z.triggers[0] === 'measured');
+    const matched = new Set<Zone>();
+    for (const g of groups) {
+      const z = measured.find((x) => !matched.has(x) && x.members.some((m) => g.includes(m.service)));
+      if (!z) {
+        const zone = this.open('performance', `performance:measured:${g.join(',')}`, g.map((service) => ({ service })), `services ${g.join(', ')} are latency-critical and talk mostly to each other`, now, null, 'policy', ['measured']);
+        matched.add(zone);
+        continue;
+      }
+      matched.add(z);
+      z.calmSince = null;
+      const now2 = g.map((service) => ({ service }));
+      if (now2.map((m) => m.service).join() !== z.members.map((m) => m.service).join()) {
+        z.members = now2;
+        this.emit({ ts: iso(now), event: 'zone.updated', zone: publicZone(z), reason: `measured group is now ${g.join(', ')}` });
+      }
+    }
+    for (const z of measured) {
+      if (matched.has(z) || z.pinned) continue;
+      z.calmSince ??= now;
+      if (now - z.calmSince >= cool) this.close(z, 'the measured latency-critical group is gone', now);
+    }
+  }
+
   /** Fold one window's scores into the lifecycle. `scoreOf` gives any subject's latest score. */
   onScores(items: ScoredSubject[], now: number, scoreOf: (key: string) => number): void {
     for (const item of items) {
@@ -290,14 +321,13 @@ export class ZoneManager {
 
   private close(z: Zone, reason: string, now: number): void {
     this.zones.delete(z.id);
-    const t = this.targetOf(z);
-    if (t && this.byTarget.get(t) === z.id) this.byTarget.delete(t);
+    for (const [t, id] of this.byTarget) if (id === z.id) this.byTarget.delete(t);
     for (const k of z.triggers) this.streak.delete(`${z.type}|${k}`);
     this.emit({ ts: iso(now), event: 'zone.dissolved', zone: { id: z.id, type: z.type }, reason });
   }
 
   private targetOf(z: Zone): string | null {
-    if (z.type === 'performance' && z.origin === 'policy') return 'performance:labelled';
+    if (z.type === 'performance' && z.origin === 'policy') return z.triggers[0] === 'measured' ? null : 'performance:labelled';
     return `${z.type}:${z.members[0]!.service}`;
   }
 
