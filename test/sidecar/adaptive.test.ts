@@ -129,3 +129,37 @@ test('the detector keeps its verdicts across config versions and takes manager f
   assert.match(text, /etz_principals_flagged_total 1/);
   assert.match(text, /etz_route_rerouted_total\{direction="outbound"\} 3/);
 });
+
+test('manager flags as the zone manager compiles them: route with a named version, ratelimit, block', async () => {
+  const { compileRateLimits } = await import('../../src/sidecar/filters/rate-limit.js');
+  const principals = validateConfig('resources', principalsSchema, {
+    flagged: [
+      { principal: 'scraper', action: 'route', reason: 'rate', expiresAt: Date.now() + 60_000, to: { service: 'reviews', version: 'v1' } },
+      { principal: 'stuffer', action: 'ratelimit', reason: '401 burst', expiresAt: Date.now() + 60_000 },
+      { principal: 'thief', action: 'block', reason: 'exfiltration', expiresAt: Date.now() + 60_000 },
+    ],
+  });
+  // No route rules at all: the manager's named version still applies to that service only.
+  const f = compileRouting(undefined, fakeEnv('outbound', { principals }))!;
+  assert.ok(f, 'a directed flag puts the routing filter in the chain');
+  const s = fakeCtx({ host: 'reviews', destination: 'reviews', principal: 'scraper' });
+  f.onRequest(s);
+  assert.deepEqual(s.subset, { version: 'v1' });
+  assert.equal(s.decision, 'rerouted');
+  const other = fakeCtx({ host: 'ratings', destination: 'ratings', principal: 'scraper' });
+  f.onRequest(other);
+  assert.equal(other.subset, undefined);
+  for (const p of ['stuffer', 'thief', 'alice']) {
+    const c = fakeCtx({ host: 'reviews', destination: 'reviews', principal: p });
+    f.onRequest(c);
+    assert.equal(c.subset, undefined, `${p} is not rerouted`);
+  }
+  // "ratelimit": a strict limit (10 a minute) for that principal only, on any listener.
+  const rl = compileRateLimits(undefined, fakeEnv('inbound', { principals }), { now: () => 0 })!;
+  assert.ok(rl);
+  let limited = 0;
+  for (let i = 0; i < 15; i++) if (rl.onRequest(fakeCtx({ principal: 'stuffer' })) !== undefined) limited++;
+  assert.equal(limited, 5);
+  for (let i = 0; i < 15; i++) assert.equal(rl.onRequest(fakeCtx({ principal: 'alice' })), undefined);
+  assert.equal(compileRateLimits(undefined, fakeEnv('inbound', {})), null);
+});

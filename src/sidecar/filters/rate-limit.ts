@@ -3,6 +3,7 @@ import type { CompileEnv, Direction, FilterFactory, HttpFilter, LocalReply, Requ
 import { compileMatchList, QueryCache, rawHeader, routeMatchListSchema, type RequestPredicate, type RouteMatchConfig } from '../routing/match.js';
 import { counter, gauge, instanceState, peekState } from '../routing/instance-state.js';
 import { GcraStore, type GcraVerdict } from './rate-limit-store.js';
+import { parsePrincipals, type PrincipalsResource } from '../routing/filter.js';
 
 /**
  * Local rate limiting (the `rateLimits` resource). Each limit is a GCRA bucket per key — the whole
@@ -37,6 +38,10 @@ export interface RateLimitConfig {
 export type RateLimitsResource = RateLimitConfig[];
 
 const PER_MS = { second: 1000, minute: 60_000, hour: 3_600_000 } as const;
+
+/** The limit the zone manager's "ratelimit" flags put on a principal: 10 requests a minute. */
+export const FLAGGED_LIMIT = 'etz:flagged-principals';
+const FLAGGED_RATE = { requests: 10, per: 'minute' as const };
 
 export const rateLimitsSchema = {
   type: 'array',
@@ -182,6 +187,14 @@ export interface RateLimitCompileOptions {
 
 export function compileRateLimits(config: RateLimitsResource | undefined, env: CompileEnv, opts: RateLimitCompileOptions = {}): HttpFilter | null {
   const limitsCfg = (config ?? []).filter((l) => (l.directions ?? ['inbound', 'gateway']).includes(env.direction));
+  // Principals the zone manager flagged with action "ratelimit" get a strict limit on every listener.
+  const now = Date.now();
+  const throttled = new Set(
+    parsePrincipals(env.resources?.principals as PrincipalsResource | undefined)
+      .filter((f) => f.action === 'ratelimit' && (f.until === undefined || f.until > now))
+      .map((f) => f.principal),
+  );
+  if (throttled.size > 0) limitsCfg.push({ name: FLAGGED_LIMIT, key: 'principal', ...FLAGGED_RATE });
   if (limitsCfg.length === 0) return null;
   const state = instanceState<LimitState>(env.metrics, `rate-limit:${env.direction}`, () => ({ stores: new Map(), shadow: new Map(), reported: new WeakMap() }));
   counter(
@@ -222,7 +235,7 @@ export function compileRateLimits(config: RateLimitsResource | undefined, env: C
     return {
       name: l.name,
       store,
-      keyOf: keyFunction(l.key),
+      keyOf: l.name === FLAGGED_LIMIT ? (ctx: RequestContext) => (ctx.principal !== undefined && throttled.has(ctx.principal) ? ctx.principal : undefined) : keyFunction(l.key),
       shadow: l.shadow ?? false,
       hosts: l.hosts ? new Set(l.hosts.map((h) => h.toLowerCase())) : undefined,
       match: l.match ? compileMatchList(l.match, 'rateLimits', `${field}/match`) : undefined,

@@ -39,8 +39,17 @@ export const routesSchema = {
 
 /** Flagged principals from the zone manager: names, or objects with an expiry. */
 export type PrincipalsResource =
-  | (string | { principal: string; until?: number | string; expiresAt?: number | string; reason?: string })[]
-  | { flagged: (string | { principal: string; until?: number | string; expiresAt?: number | string; reason?: string })[] };
+  | (string | PrincipalFlagConfig)[]
+  | { flagged: (string | PrincipalFlagConfig)[] };
+
+interface PrincipalFlagConfig {
+  principal: string;
+  action?: 'route' | 'ratelimit' | 'block';
+  until?: number | string;
+  expiresAt?: number | string;
+  reason?: string;
+  to?: { service: string; version: string };
+}
 
 const flagSchema = {
   type: ['string', 'object'],
@@ -51,6 +60,12 @@ const flagSchema = {
     until: { type: ['number', 'string'] },
     expiresAt: { type: ['number', 'string'] },
     reason: { type: 'string' },
+    action: { enum: ['route', 'ratelimit', 'block'] },
+    to: {
+      type: 'object',
+      required: ['service', 'version'],
+      properties: { service: { type: 'string', minLength: 1 }, version: { type: 'string', minLength: 1 } },
+    },
   },
 } as const;
 
@@ -61,14 +76,26 @@ export const principalsSchema = {
   properties: { flagged: { type: 'array', items: flagSchema } },
 } as const;
 
-export function parsePrincipals(res: PrincipalsResource | undefined): RemoteFlag[] {
+/** A manager flag: `action` route (the default), ratelimit or block; `to` names the safe version. */
+export interface ManagerFlag extends RemoteFlag {
+  action: string;
+  to?: { service: string; version: string };
+}
+
+export function parsePrincipals(res: PrincipalsResource | undefined): ManagerFlag[] {
   if (!res) return [];
   const list = Array.isArray(res) ? res : res.flagged;
   return list.map((f) => {
-    if (typeof f === 'string') return { principal: f };
+    if (typeof f === 'string') return { principal: f, action: 'route' };
     const t = f.until ?? f.expiresAt;
     const until = t === undefined ? undefined : typeof t === 'number' ? t : Date.parse(t);
-    return { principal: f.principal, ...(until !== undefined && !Number.isNaN(until) ? { until } : {}), ...(f.reason ? { reason: f.reason } : {}) };
+    return {
+      principal: f.principal,
+      action: f.action ?? 'route',
+      ...(until !== undefined && !Number.isNaN(until) ? { until } : {}),
+      ...(f.reason ? { reason: f.reason } : {}),
+      ...(f.to ? { to: { service: f.to.service, version: f.to.version } } : {}),
+    };
   });
 }
 
@@ -130,6 +157,7 @@ class RoutingFilter implements HttpFilter {
     private readonly rerouted: { count: number },
     private readonly now: () => number,
     private activate: (() => void) | undefined,
+    private readonly directed: ReadonlyMap<string, { service: string; subset: Record<string, string>; until: number }> | undefined,
   ) {}
 
   onRequest(ctx: RequestContext): undefined {
@@ -151,13 +179,30 @@ class RoutingFilter implements HttpFilter {
         if (flagged) (ctx.upstreamHeaders ??= []).push(SUSPICIOUS_HEADER, '1');
       } else if (!flagged && rawHeader(ctx.req.rawHeaders, SUSPICIOUS_HEADER) === '1') flagged = true;
     }
-    if (this.table.size === 0) return undefined;
-    const route = this.table.match(ctx, new QueryCache(ctx.query));
-    if (route === undefined) return undefined;
+    // The zone manager named the safe version for this principal: that wins over the rules' split.
+    let directedTo: Record<string, string> | undefined;
+    if (this.directed !== undefined && principal !== undefined) {
+      const d = this.directed.get(principal);
+      if (d !== undefined && d.until > this.now() && d.service === (ctx.destination?.service ?? ctx.host)) directedTo = d.subset;
+    }
+    const route = this.table.size === 0 ? undefined : this.table.match(ctx, new QueryCache(ctx.query));
+    if (route === undefined) {
+      if (directedTo !== undefined) {
+        ctx.subset = directedTo;
+        ctx.decision = 'rerouted';
+        this.rerouted.count++;
+      }
+      return undefined;
+    }
     const hashKey = affinityKey(route, ctx);
     let dest;
     let rerouted = false;
-    if (flagged && route.suspicious !== undefined) {
+    if (directedTo !== undefined) {
+      dest = { service: undefined, subset: directedTo };
+      rerouted = true;
+      ctx.decision = 'rerouted';
+      this.rerouted.count++;
+    } else if (flagged && route.suspicious !== undefined) {
       dest = route.suspicious.pick(hashKey, Math.random);
       rerouted = true;
       ctx.decision = 'rerouted';
@@ -188,7 +233,11 @@ export function compileRouting(config: RoutesResource | undefined, env: CompileE
   if (env.direction === 'inbound') return null;
   const res = normalize(config);
   const table = new RouteTable(res.rules ?? [], 'resources', '/routes/rules');
-  const remote = parsePrincipals(env.resources?.principals as PrincipalsResource | undefined);
+  // Routing acts on the manager's `route` flags (block is zone-rules', ratelimit the rate limiter's).
+  const remote = parsePrincipals(env.resources?.principals as PrincipalsResource | undefined).filter((f) => f.action === 'route');
+  // Flags that name the safe version themselves apply even where no rule says where to go.
+  const directed = new Map<string, { service: string; subset: Record<string, string>; until: number }>();
+  for (const f of remote) if (f.to) directed.set(f.principal, { service: f.to.service, subset: { version: f.to.version }, until: f.until ?? Number.POSITIVE_INFINITY });
   const policies = new DestinationPolicies(env.metrics, env.direction);
   policies.configure(res.destinations);
   // The router of the same chain finds this version's policies by the chain's connector, which is
@@ -201,7 +250,7 @@ export function compileRouting(config: RoutesResource | undefined, env: CompileE
   // The detector matters where a rule says where suspicious principals go, and at the gateway,
   // which counts every user request and passes its verdict on.
   const gatewayCounts = enabled && env.direction === 'gateway';
-  const useDetector = (enabled && table.hasSuspicious) || gatewayCounts;
+  const useDetector = (enabled && table.hasSuspicious) || gatewayCounts || remote.length > 0;
   let detector: PrincipalDetector | undefined;
   if (useDetector) {
     detector = detectorFor(env.metrics);
@@ -226,7 +275,7 @@ export function compileRouting(config: RoutesResource | undefined, env: CompileE
       this.set(det.flagged(Date.now()).length);
     });
   }
-  if (table.size === 0 && !gatewayCounts) return null;
+  if (table.size === 0 && !gatewayCounts && directed.size === 0) return null;
   // A plain number on the hot path; the scrape adds what is new to the exported counter.
   const reroutes = instanceState(env.metrics, `rerouted:${env.direction}`, () => ({ count: 0, reported: 0 }));
   counter(env.metrics, 'etz_route_rerouted_total', 'Requests of flagged principals sent to a route\'s suspicious destination.', ['direction'], function collect() {
@@ -245,7 +294,7 @@ export function compileRouting(config: RoutesResource | undefined, env: CompileE
     d.reconfigure(res.detector ?? {});
     d.setRemote(remote);
   };
-  return new RoutingFilter(table, detector, reroutes, opts.now ?? Date.now, activate);
+  return new RoutingFilter(table, detector, reroutes, opts.now ?? Date.now, activate, directed.size > 0 ? directed : undefined);
 }
 
 const policiesByChain = new WeakMap<object, DestinationPolicies>();
