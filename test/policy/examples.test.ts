@@ -28,7 +28,7 @@ test('config/policies: every example loads and the set has no conflicts', async 
   assert.deepEqual(authz.evaluate({ ...base, destService: 'ratings', sourcePrincipal: 'spiffe://etz.local/ns/default/sa/reviews', method: 'POST', path: '/ratings/1' }).audits, [
     { policy: 'audit-rating-writes', rule: 0 },
   ]);
-  assert.equal(authz.evaluate({ ...base, destService: 'payments', destZones: ['isolation-payments'] }).allowed, false);
+  assert.equal(authz.evaluate({ ...base, destService: 'payments', destZones: ['zone-7f3a', 'isolation'] }).allowed, false);
   assert.equal(authz.evaluate({ ...base, destService: 'details', method: 'POST', sourceZones: ['containment'] }).by?.policy, 'contained-callers-read-only');
 
   const net = new NetworkPolicyEngine(docs);

@@ -9,6 +9,8 @@ import { createRegistry, type Registry } from '../../src/core/metrics.js';
 import { ConfigError } from '../../src/core/errors.js';
 import type { Sidecar } from '../../src/sidecar/sidecar.js';
 import { startSidecar, startUpstream, type Upstream } from './helpers.js';
+import { compileZoneResources } from '../../src/manager/zones/compile.js';
+import { RiskEngine, defaultEngineConfig } from '../../src/manager/risk/index.js';
 
 // The authorization and network-policy filters in the real sidecar chain: real listeners on
 // loopback, a real upstream, policies pushed with applyResources as the control client does.
@@ -221,5 +223,35 @@ describe('network-policy filter in the sidecar chain', () => {
     await sidecar.applyResources({}, version++);
     const r = await call(sidecar.ports.outbound, '/', { host: 'exfil.example' });
     assert.notEqual(JSON.parse(r.body).error, 'ETZ_ERR_NETWORK_POLICY_DENIED');
+  });
+});
+
+describe('authorization follows the zones the zone-rules filter puts on the request', () => {
+  let upstream: Upstream;
+  let sidecar: Sidecar;
+
+  before(async () => {
+    upstream = await startUpstream();
+    sidecar = await startSidecar(upstream.port, {}, { registry: createRegistry() });
+  });
+  after(async () => {
+    await sidecar.close({ drainMs: 0 });
+    await upstream.close();
+  });
+
+  test('a zone-selected policy applies exactly while the destination is in the zone', async () => {
+    const policies = [ap('performance-read-only', { selector: { zone: 'performance' }, action: 'DENY', rules: [{ to: [{ notMethods: ['GET', 'HEAD'] }] }] })];
+    const engine = new RiskEngine(defaultEngineConfig());
+    const outside = compileZoneResources(engine.zoneRecords(), engine.flaggedPrincipals()).zones;
+    await sidecar.applyResources({ policies, zones: outside }, 1);
+    assert.equal((await call(sidecar.ports.inbound, '/reviews/1', {}, 'POST')).status, 200, 'not in a zone: the policy does not select it');
+
+    engine.createZone({ type: 'performance', members: [{ service: 'reviews' }], reason: 'test' }, Date.UTC(2026, 10, 21, 10));
+    const inside = compileZoneResources(engine.zoneRecords(), engine.flaggedPrincipals()).zones;
+    await sidecar.applyResources({ policies, zones: inside }, 2);
+    const denied = await call(sidecar.ports.inbound, '/reviews/1', {}, 'POST');
+    assert.equal(denied.status, 403);
+    assert.match(JSON.parse(denied.body).reason, /performance-read-only rule 0/);
+    assert.equal((await call(sidecar.ports.inbound, '/reviews/1')).status, 200);
   });
 });
