@@ -29,6 +29,8 @@ export interface MeshTlsConfig {
   plaintextServices: string[];
   /** Extra trust domains whose identities are accepted (federation); the own one always is. */
   trustDomains: string[];
+  /** How often static cert/key/CA files are checked for replacement (hot reload). */
+  watchIntervalMs: number;
 }
 
 const file = { type: 'string', minLength: 1 } as const;
@@ -51,6 +53,7 @@ export const meshTlsSchema = {
     originate: { type: 'boolean', default: true },
     plaintextServices: { type: 'array', items: { type: 'string' }, default: [] },
     trustDomains: { type: 'array', items: { type: 'string', pattern: '^[a-z0-9._-]+$' }, default: [] },
+    watchIntervalMs: { type: 'integer', minimum: 100, default: 10_000 },
   },
   dependentRequired: { certFile: ['keyFile', 'caFile'], keyFile: ['certFile', 'caFile'], caFile: ['certFile', 'keyFile'] },
 } as const;

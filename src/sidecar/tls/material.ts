@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { EtzError } from '../../core/errors.js';
 import { peerIdentityFromCert } from '../../identity/verify.js';
 import { splitPemCerts } from '../../identity/keys.js';
@@ -27,4 +27,40 @@ export async function loadTlsMaterialFiles(files: { certFile: string; keyFile: s
   });
   const [cert, key, ca] = await Promise.all([read(files.certFile), read(files.keyFile), read(files.caFile)]);
   return tlsMaterialFromPem(cert, key, ca, files.certFile);
+}
+
+/**
+ * Re-reads static cert/key/CA files when they change (an operator or cert-manager replacing them)
+ * and puts the new material in force without a restart. Polls mtimes off the request path; a
+ * half-written or mismatched set is skipped (logged by the caller via onError) and retried.
+ */
+export function watchTlsMaterialFiles(
+  files: { certFile: string; keyFile: string; caFile: string },
+  onChange: (m: TlsMaterial) => void,
+  opts: { intervalMs?: number; onError?: (err: Error) => void } = {},
+): { stop(): void } {
+  const paths = [files.certFile, files.keyFile, files.caFile];
+  let last = '';
+  let busy = false;
+  const tick = async (): Promise<void> => {
+    if (busy) return;
+    busy = true;
+    try {
+      const stamp = (await Promise.all(paths.map((p) => stat(p).then((s) => `${s.mtimeMs}:${s.size}`, () => 'missing')))).join('|');
+      if (last === '') last = stamp;
+      else if (stamp !== last) {
+        const m = await loadTlsMaterialFiles(files);
+        last = stamp;
+        onChange(m);
+      }
+    } catch (err) {
+      opts.onError?.(err as Error);
+    } finally {
+      busy = false;
+    }
+  };
+  void tick();
+  const timer = setInterval(() => void tick(), opts.intervalMs ?? 10_000);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }

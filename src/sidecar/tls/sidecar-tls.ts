@@ -12,7 +12,7 @@ import type { UpstreamTransport } from '../upstream/transport.js';
 import { plainTransport } from '../upstream/transport.js';
 import type { MeshTlsConfig } from './config.js';
 import { attachInboundMtls } from './inbound.js';
-import { loadTlsMaterialFiles } from './material.js';
+import { loadTlsMaterialFiles, watchTlsMaterialFiles } from './material.js';
 import { DEFAULT_TLS, type TlsSettings } from './options.js';
 import { createMtlsConnector, type ConnectBase } from './outbound.js';
 import { WorkloadIdentity } from './workload-identity.js';
@@ -38,7 +38,7 @@ export interface SidecarTlsOptions {
 
 const DEFAULTS: MeshTlsConfig = {
   mode: 'STRICT', trustDomain: 'etz.local', certTtlMs: 86_400_000, renewFraction: 0.5, minVersion: 'TLSv1.3',
-  cipherSuites: DEFAULT_TLS.cipherSuites, originate: true, plaintextServices: [], trustDomains: [],
+  cipherSuites: DEFAULT_TLS.cipherSuites, originate: true, plaintextServices: [], trustDomains: [], watchIntervalMs: 10_000,
 };
 
 export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOptions): Promise<SidecarTls | null> {
@@ -53,12 +53,27 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
     throw new ConfigError('(sidecar config)', '/tls/spiffeId', (err as Error).message);
   }
   const common = { metrics: opts.registry, logger: opts.logger, settings, renewFraction: c.renewFraction };
+  const handles: Array<{ close(): void }> = [];
   let identity = opts.identity;
   let owned = false;
   if (identity === undefined) {
     owned = true;
     if (c.certFile && c.keyFile && c.caFile) {
-      identity = new WorkloadIdentity(await loadTlsMaterialFiles({ certFile: c.certFile, keyFile: c.keyFile, caFile: c.caFile }), common);
+      const files = { certFile: c.certFile, keyFile: c.keyFile, caFile: c.caFile };
+      const material = await loadTlsMaterialFiles(files);
+      if (material.notAfter <= Date.now()) {
+        throw new EtzError('ETZ_ERR_TLS_MATERIAL', `${c.certFile}: the certificate expired at ${new Date(material.notAfter).toISOString()}`);
+      }
+      const id = new WorkloadIdentity(material, common);
+      identity = id;
+      const watcher = watchTlsMaterialFiles(files, (m) => {
+        id.update(m);
+        opts.logger.info({ identity: m.spiffeId, notAfter: new Date(m.notAfter).toISOString() }, 'certificate files changed; new certificate in force');
+      }, {
+        intervalMs: c.watchIntervalMs,
+        onError: (err) => opts.logger.warn({ code: 'ETZ_ERR_TLS_MATERIAL', err: err.message }, 'changed certificate files not usable yet; keeping the current certificate'),
+      });
+      handles.push({ close: () => watcher.stop() });
     } else if (c.caDir) {
       const ca = await loadCa(c.caDir);
       if (ca.trustDomain !== c.trustDomain) throw new ConfigError('(sidecar config)', '/tls/caDir', `the CA serves trust domain '${ca.trustDomain}', not '${c.trustDomain}'`);
@@ -72,7 +87,6 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
   }
   const trustDomains = [identity ? identity.spiffeId.slice(9).split('/')[0]! : c.trustDomain, ...c.trustDomains];
   const plaintext = new Set(c.plaintextServices);
-  const handles: Array<{ close(): void }> = [];
 
   const transport: UpstreamTransport | null = identity !== undefined && c.originate
     ? {
