@@ -234,6 +234,6 @@ export class Ensemble implements SeriesDetector {
 
 export const ensembleFactory: SeriesDetectorFactory = {
   name: 'ensemble',
-  description: 'Level, time-of-day, step, shift and local-prediction deviations with peak novelty; tuned on NAB (the default)',
+  description: 'Level, time-of-day, likelihood and all-time-extreme deviations with peak novelty; tuned on NAB',
   create: (opts) => new Ensemble(opts),
 };

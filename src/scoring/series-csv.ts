@@ -88,6 +88,13 @@ export async function detectCsv(opts: DetectCsvOptions): Promise<number> {
       tmpPath = undefined;
     }
     return rows;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    // Name the file the user asked for, not the temporary file it is written through.
+    if (tmpPath !== undefined && e.path === tmpPath) {
+      throw Object.assign(new Error(`cannot write '${finalPath}': ${e.code ?? e.message}`), { code: e.code });
+    }
+    throw err;
   } finally {
     if (typeof opts.input === 'string' && opts.input !== '-') input.destroy();
     if (tmpPath !== undefined) {

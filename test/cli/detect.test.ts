@@ -146,3 +146,11 @@ test('a 22,000-row series completes (speed is measured in bench/nab, not asserte
   const out = (await readFile(join(dir, 'big-out.csv'), 'utf8')).trim().split('\n');
   assert.equal(out.length, 22_001);
 });
+
+test('an output path in a missing directory fails with exit 2 and names that path', async () => {
+  await writeFile(join(dir, 'ok.csv'), 'timestamp,value\n2014-04-01 00:00:00,1\n');
+  const target = join(dir, 'no-such-dir', 'out.csv');
+  const r = await runEtz(['detect', '--input', join(dir, 'ok.csv'), '--output', target]);
+  assert.equal(r.code, 2);
+  assert.ok(r.stderr.includes(`cannot write '${target}'`), r.stderr);
+});
