@@ -14,14 +14,14 @@ export interface Backend {
   name: string;
   port: number;
   /** Requests received, by method. */
-  hits: { total: number; byMethod: Record<string, number> };
+  hits: { total: number; byMethod: Record<string, number>; connections: number };
   behaviour: Behaviour;
   close(): Promise<void>;
 }
 
 export async function startBackend(name: string, behaviour: Behaviour): Promise<Backend> {
   const sockets = new Set<Socket>();
-  const hits = { total: 0, byMethod: {} as Record<string, number> };
+  const hits = { total: 0, byMethod: {} as Record<string, number>, connections: 0 };
   const backend = { name, port: 0, hits, behaviour } as Backend;
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     hits.total++;
@@ -50,6 +50,7 @@ export async function startBackend(name: string, behaviour: Behaviour): Promise<
     }
   });
   server.on('connection', (s: Socket) => {
+    hits.connections++;
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });

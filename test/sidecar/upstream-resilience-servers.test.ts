@@ -171,6 +171,24 @@ test('circuit breaking: requests over the pending limit get 503 at once, never q
   );
 });
 
+test('maxRequestsPerConnection recycles upstream connections; without it one keep-alive connection serves all', async () => {
+  await withMesh(['ok', 'ok'], { destinations: { reviews: { loadBalancer: 'round-robin', pool: { maxRequestsPerConnection: 2 } } } }, async ({ port, backends }) => {
+    for (let i = 0; i < 12; i++) assert.equal((await call(port, 'reviews')).status, 200);
+    for (const b of backends) {
+      assert.equal(b.hits.total, 6);
+      assert.equal(b.hits.connections, 3, `${b.name}: ${b.hits.connections} connections for 6 requests`);
+    }
+  });
+  await withMesh(['ok'], { destinations: { reviews: { pool: { maxRequestsPerConnection: 1 } } } }, async ({ port, backends }) => {
+    for (let i = 0; i < 4; i++) assert.equal((await call(port, 'reviews')).status, 200);
+    assert.equal(backends[0]!.hits.connections, 4);
+  });
+  await withMesh(['ok'], { destinations: { reviews: { loadBalancer: 'round-robin' } } }, async ({ port, backends }) => {
+    for (let i = 0; i < 6; i++) assert.equal((await call(port, 'reviews')).status, 200);
+    assert.equal(backends[0]!.hits.connections, 1);
+  });
+});
+
 test('a crash in the middle of a response is not retried and the client sees the cut', async () => {
   await withMesh(
     ['crash-mid-body'],

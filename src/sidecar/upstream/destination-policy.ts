@@ -81,7 +81,9 @@ export class DestinationPolicies {
     if (!p || (!p.maxConnections && !p.maxRequestsPerConnection)) return undefined;
     return {
       ...(p.maxConnections ? { connections: p.maxConnections } : {}),
-      ...(p.maxRequestsPerConnection ? { maxRequestsPerClient: p.maxRequestsPerConnection } : {}),
+      // undici closes a connection after maxRequestsPerClient + 1 requests; a limit of 1 is the
+      // request's own `reset` flag instead (see resilient-forward.ts).
+      ...(p.maxRequestsPerConnection && p.maxRequestsPerConnection > 1 ? { maxRequestsPerClient: p.maxRequestsPerConnection - 1 } : {}),
     };
   }
 }

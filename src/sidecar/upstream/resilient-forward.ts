@@ -176,8 +176,12 @@ class TryHandler implements Dispatcher.DispatchHandler {
   }
 }
 
-function dispatchOptions(ctx: Ctx, headers: string[], body: NodeJS.ReadableStream | null): Dispatcher.DispatchOptions {
+function dispatchOptions(x: Exchange, headers: string[]): Dispatcher.DispatchOptions {
+  const ctx = x.ctx;
+  const body = x.body;
   return {
+    // One request per connection: the connection closes after this exchange.
+    ...(x.route.traffic.circuit.limits.maxRequestsPerConnection === 1 ? { reset: true } : {}),
     method: ctx.method as Dispatcher.HttpMethod,
     path: ctx.req.url ?? '/',
     headers,
@@ -255,7 +259,7 @@ function sendOnce(x: Exchange): void {
   const ep = t.balancer.pick(endpoints, route.hashKey, t.outlier.ejectedCount(now) > 0 ? (e) => t.outlier.isEjected(e.key, now) : undefined)!;
   ctx.endpoint = ep;
   t.balancer.started(ep.key);
-  const options = dispatchOptions(ctx, upstreamRequestHeaders(ctx, x.proto), x.body);
+  const options = dispatchOptions(x, upstreamRequestHeaders(ctx, x.proto));
   dispatchAttempt(x.connector.dispatcher(ep, x.cluster), options, new TrackedHandler(ctx, t, ep.key, endpoints.length));
 }
 
@@ -274,7 +278,7 @@ async function sendRetrying(x: Exchange): Promise<void> {
       observer: route.observer,
       attempt: (ep, perTryMs) => {
         ctx.endpoint = ep;
-        return new Promise((resolve) => dispatchAttempt(x.connector.dispatcher(ep, cluster), dispatchOptions(ctx, headers, x.body), new TryHandler(ctx, resolve, perTryMs)));
+        return new Promise((resolve) => dispatchAttempt(x.connector.dispatcher(ep, cluster), dispatchOptions(x, headers), new TryHandler(ctx, resolve, perTryMs)));
       },
     });
     if (r.kind === 'overflow') {
