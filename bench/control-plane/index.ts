@@ -73,15 +73,21 @@ async function measure(n: number, rounds: number) {
 
     const acks: number[] = [];
     const lasts: number[] = [];
+    const publishMs: number[] = [];
+    let busyMs = 0;
+    let wallMs = 0;
     for (let r = 0; r < rounds; r++) {
+      const elu0 = performance.eventLoopUtilization();
       const start = performance.now();
       let version = Infinity;
       const seen = new Set<string>();
       const lat: number[] = [];
       const done = new Promise<void>((resolve) => {
         const onPub = (v: number, targets: number) => {
-          if (process.env.ETZ_BENCH_DEBUG) process.stderr.write(`published v${v} to ${targets} after ${(performance.now() - start).toFixed(1)} ms\n`);
-          if (targets > 0) version = v;
+          if (targets > 0) {
+            version = v;
+            publishMs.push(performance.now() - start);
+          }
         };
         const onAck = (id: string, v: number) => {
           if (v >= version && !seen.has(id)) {
@@ -102,6 +108,9 @@ async function measure(n: number, rounds: number) {
       });
       await manager.zones.create({ type: 'containment', members: [{ service: `svc-${r % 20}` }], reason: `bench round ${r}` }, 'bench');
       await done;
+      const elu = performance.eventLoopUtilization(elu0);
+      busyMs += elu.active;
+      wallMs += elu.active + elu.idle;
       if (lat.length !== n) throw new Error(`round ${r}: ${lat.length} of ${n} ACKs`);
       acks.push(...lat);
       lasts.push(Math.max(...lat));
@@ -115,6 +124,11 @@ async function measure(n: number, rounds: number) {
       ackP99Ms: pct(acks, 99),
       lastAckP50Ms: pct(lasts, 50),
       lastAckMaxMs: Math.max(...lasts),
+      // Change → version on the wire: store fsync + debounce.
+      publishP50Ms: pct(publishMs, 50),
+      // Share of the rollout the manager's event loop was busy; the rest is network and the
+      // simulated sidecars (which share the machine's cores with the manager here).
+      managerBusyShare: wallMs ? busyMs / wallMs : 0,
       heapPerSidecarKiB: (after.heap - before.heap) / n / 1024,
       rssPerSidecarKiB: (after.rss - before.rss) / n / 1024,
       pushes: manager.hub.stats.pushes,
@@ -140,8 +154,8 @@ export async function run(args: string[]): Promise<void> {
     results.push(await measure(n, rounds));
   }
   console.log(table(
-    ['sidecars', 'ACK p50 ms', 'ACK p99 ms', 'last ACK p50 ms', 'last ACK max ms', 'heap KiB/sidecar', 'RSS KiB/sidecar', 'connect s'],
-    results.map((r) => [r.n, r.ackP50Ms, r.ackP99Ms, r.lastAckP50Ms, r.lastAckMaxMs, r.heapPerSidecarKiB, r.rssPerSidecarKiB, r.connectSeconds]),
+    ['sidecars', 'publish ms', 'ACK p50 ms', 'ACK p99 ms', 'last ACK p50 ms', 'last ACK max ms', 'manager busy', 'heap KiB/sidecar', 'RSS KiB/sidecar', 'connect s'],
+    results.map((r) => [r.n, r.publishP50Ms, r.ackP50Ms, r.ackP99Ms, r.lastAckP50Ms, r.lastAckMaxMs, `${(r.managerBusyShare * 100).toFixed(0)}%`, r.heapPerSidecarKiB, r.rssPerSidecarKiB, r.connectSeconds]),
   ));
   if (results.length >= 2) {
     const a = results[0]!;
@@ -149,6 +163,6 @@ export async function run(args: string[]): Promise<void> {
     console.log(`\nN ${a.n} → ${b.n} (×${b.n / a.n}): ACK p99 ×${(b.ackP99Ms / a.ackP99Ms).toFixed(2)}, time to last ACK ×${(b.lastAckP50Ms / a.lastAckP50Ms).toFixed(2)}`);
   }
   console.log(`target: ACK p99 ≤ 100 ms at N=1000 (each round: one zone change, debounce 10 ms, store fsync included)`);
-  const file = await writeResults('control-plane', { date: new Date().toISOString(), node: process.version, cpus: cpus().length, results });
+  const file = await writeResults('control-plane', { date: new Date().toISOString(), node: process.version, cpus: cpus().length, loadavg: (await import('node:os')).loadavg(), results });
   console.log(`results: ${file}`);
 }

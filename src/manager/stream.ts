@@ -131,7 +131,7 @@ export class StreamServer {
       conn.sub = conn.sub ?? {
         id: rec.instance,
         node: conn.node,
-        send: (m: ManagerMessage | string) => ws.send(typeof m === 'string' ? m : encode(m)),
+        send: (m: ManagerMessage | string | Buffer) => (Buffer.isBuffer(m) ? ws.send(m, { binary: false }) : ws.send(typeof m === 'string' ? m : encode(m))),
         bufferedAmount: () => ws.bufferedAmount,
       };
       hub.subscribe(conn.sub, msg.lastVersion);

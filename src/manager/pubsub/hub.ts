@@ -31,7 +31,8 @@ import { RolloutTracker, type Rollout } from './rollout.js';
 export interface Subscriber {
   readonly id: string;
   readonly node: NodeInfo;
-  send(msg: ManagerMessage | string): void;
+  /** A Buffer is an already-encoded JSON text frame. */
+  send(msg: ManagerMessage | string | Buffer): void;
   /** Bytes queued in the socket; a subscriber above the limit is skipped until it drains. */
   bufferedAmount(): number;
 }
@@ -175,7 +176,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     const reason = [...new Set(this.reasons)].join('; ') || 'config change';
     this.reasons = [];
     const targets: string[] = [];
-    const cache = new Map<string, string>();
+    const cache = new Map<string, string | Buffer>();
     for (const sub of this.subs.values()) {
       if (!sub.topics.some((t) => changedTopics.has(t))) continue;
       targets.push(sub.s.id);
@@ -314,7 +315,13 @@ export class ConfigHub extends EventEmitter<HubEvents> {
   }
 
   // ---- internals ----
-  private push(sub: Sub, cache: Map<string, string>): void {
+  /**
+   * One push. `cache` lives for one publish cycle: subscribers whose message would be byte-for-
+   * byte the same (same types, topic contents and base version) share one encoded Buffer and one
+   * nonce — unique per stream, since a stream gets at most one push per cycle — so a mesh-wide
+   * change to a thousand sidecars encodes one message, not a thousand.
+   */
+  private push(sub: Sub, cache: Map<string, string | Buffer>): void {
     if (sub.inflight) {
       sub.dirty = true;
       this.stats.coalesced++;
@@ -331,17 +338,26 @@ export class ConfigHub extends EventEmitter<HubEvents> {
       return;
     }
     const full = sub.needsSnapshot;
-    const nonce = (++this.nonceSeq).toString(36);
     const version = this.version;
-    const parts: string[] = [];
+    let nonce = cache.get('nonce') as string | undefined;
+    if (nonce === undefined) cache.set('nonce', (nonce = (++this.nonceSeq).toString(36)));
+    const types: ResourceType[] = [];
+    let msgKey = full ? 'S' : `D${sub.ackedVersion}`;
     for (const type of RESOURCE_TYPES) {
       if (!full && this.typeVersion(sub, type) <= sub.ackedVersion) continue;
-      parts.push(`"${type}":${this.encoded(sub, type, cache)}`);
+      types.push(type);
+      msgKey += `|${this.contentKey(sub, type)}`;
     }
-    const head = full
-      ? `{"type":"snapshot","version":${version},"nonce":"${nonce}"`
-      : `{"type":"delta","version":${version},"nonce":"${nonce}","baseVersion":${sub.ackedVersion}`;
-    sub.s.send(`${head},"resources":{${parts.join(',')}}}`);
+    let frame = cache.get(msgKey) as Buffer | undefined;
+    if (frame === undefined) {
+      const parts = types.map((type) => `"${type}":${this.encoded(sub, type, cache)}`);
+      const head = full
+        ? `{"type":"snapshot","version":${version},"nonce":"${nonce}"`
+        : `{"type":"delta","version":${version},"nonce":"${nonce}","baseVersion":${sub.ackedVersion}`;
+      frame = Buffer.from(`${head},"resources":{${parts.join(',')}}}`);
+      cache.set(msgKey, frame);
+    }
+    sub.s.send(frame);
     sub.inflight = true;
     sub.dirty = false;
     sub.sentVersion = version;
@@ -371,9 +387,14 @@ export class ConfigHub extends EventEmitter<HubEvents> {
 
   // Subscribers sharing the same topic contents for a type share one serialisation per publish:
   // with a mesh-wide change and 1000 sidecars that is one JSON.stringify, not a thousand.
-  private encoded(sub: Sub, type: ResourceType, cache: Map<string, string>): string {
-    const key = `${type}|${sub.topics.map((t) => { const v = this.topics.get(t)?.resources[type]; return v !== undefined && !isEmpty(v) ? t : ''; }).join('|')}`;
-    let s = cache.get(key);
+  /** Which topics contribute to a type for this subscriber: equal keys, equal content. */
+  private contentKey(sub: Sub, type: ResourceType): string {
+    return `${type}:${sub.topics.map((t) => { const v = this.topics.get(t)?.resources[type]; return v !== undefined && !isEmpty(v) ? t : ''; }).join(',')}`;
+  }
+
+  private encoded(sub: Sub, type: ResourceType, cache: Map<string, string | Buffer>): string {
+    const key = `json:${this.contentKey(sub, type)}`;
+    let s = cache.get(key) as string | undefined;
     if (s === undefined) {
       s = JSON.stringify(this.merged(sub.topics, type));
       cache.set(key, s);

@@ -9,7 +9,7 @@ function sub(service: string, instance: string, buffered = () => 0) {
   const s: Subscriber & { got: ManagerMessage[] } = {
     id: instance,
     node: { service, instance },
-    send: (m) => got.push(typeof m === 'string' ? parseManagerMessage(m) : m),
+    send: (m) => got.push(typeof m === 'string' || Buffer.isBuffer(m) ? parseManagerMessage(m) : m),
     bufferedAmount: buffered,
     got,
   };
