@@ -100,6 +100,11 @@ test('usage and config errors exit 2 naming the file and field', async () => {
   assert.equal(r.code, 2);
   assert.match(r.stderr, /invalid config: .*bad\.yaml: \/zones\/containment\/enterScore: must be <= 100/);
   assert.equal(r.stdout.length, 0);
+  const unknown = join(dir, 'unknown.yaml');
+  await writeFile(unknown, 'zonez: {}\n');
+  const k = await etz(['replay', '--config', unknown, trace]);
+  assert.equal(k.code, 2);
+  assert.match(k.stderr, /unknown\.yaml: \/zonez: is not a known field/);
   const u = await etz(['replay', '--bogus']);
   assert.equal(u.code, 2);
   const m = await etz(['replay', join(dir, 'missing.jsonl')]);

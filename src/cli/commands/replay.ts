@@ -1,9 +1,8 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { loadConfig } from '../../config/load.js';
 import { UsageError } from '../../core/errors.js';
-import { ENGINE_CONFIG_SCHEMA, resolveEngineConfig } from '../../manager/risk/config.js';
+import { engineConfigOf, loadManagerConfig } from '../../manager/config.js';
 import { RiskEngine } from '../../manager/risk/index.js';
 import { RecordError, parseRecordLine } from '../../manager/risk/records.js';
 import type { EngineEvent } from '../../manager/risk/types.js';
@@ -104,8 +103,8 @@ export const command: Command = {
     if (positionals.length > 1) throw new UsageError('at most one trace file may be given');
     const file = positionals[0] ?? '-';
     const configFile = parsed.values.config as string | undefined;
-    const raw = await loadConfig<Record<string, unknown>>(configFile, ENGINE_CONFIG_SCHEMA, { envPrefix: 'ETZ_MANAGER_' });
-    const cfg = resolveEngineConfig(raw, configFile ?? '(environment)');
+    // The manager's own loader: the same schema, defaults and ETZ_MANAGER_* overrides as `etz manager`.
+    const cfg = engineConfigOf(await loadManagerConfig(configFile), configFile ?? '(environment)');
     let input: Readable;
     if (file === '-') input = process.stdin;
     else {
