@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, DURATION_BUCKETS_MS, type Registry } from '../core/metrics.js';
+import { Counter, Gauge, type Registry } from '../core/metrics.js';
 import type { UpstreamConnector } from './upstream/connector.js';
+import { RequestMetrics } from './request-metrics.js';
 
 /**
  * The sidecar's Prometheus metrics, named and labelled like Istio's standard metrics so that
@@ -7,27 +8,12 @@ import type { UpstreamConnector } from './upstream/connector.js';
  * pool gauges are computed at scrape time, costing nothing per request.
  */
 
-export const REQUEST_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_version',
-  'destination_workload',
-  'destination_version',
-  'response_code',
-] as const;
-
 export interface SidecarMetrics {
-  requests: Counter<(typeof REQUEST_LABELS)[number]>;
-  duration: Histogram<(typeof REQUEST_LABELS)[number]>;
+  /** etz_requests_total and etz_request_duration_milliseconds (see request-metrics.ts). */
+  requests: RequestMetrics;
   localReplies: Counter<'reason'>;
   /** Connectors whose pools the gauges report; the engine keeps this set current. */
   connectors: Set<{ direction: string; connector: UpstreamConnector }>;
-  /**
-   * Bound label children by label key, so a request does no label hashing. Label values come
-   * from the registry and verified identities, so the set is small; it is still capped (cleared
-   * when full) so that no input can grow it without bound.
-   */
-  children: Map<string, { c: Counter.Internal; h: Histogram.Internal<string> }>;
 }
 
 const byRegistry = new WeakMap<Registry, SidecarMetrics>();
@@ -55,19 +41,7 @@ export function sidecarMetrics(registry: Registry): SidecarMetrics {
   poolGauge('etz_upstream_pool_active_requests', 'Requests in flight to an upstream endpoint', 'running');
   poolGauge('etz_upstream_pool_pending_requests', 'Requests waiting for a connection to an upstream endpoint', 'pending');
   const m: SidecarMetrics = {
-    requests: new Counter({
-      name: 'etz_requests_total',
-      help: 'Requests handled by the sidecar, by reporter, workloads, versions and response code',
-      labelNames: REQUEST_LABELS,
-      registers: [registry],
-    }),
-    duration: new Histogram({
-      name: 'etz_request_duration_milliseconds',
-      help: 'Request duration in milliseconds',
-      labelNames: REQUEST_LABELS,
-      buckets: DURATION_BUCKETS_MS,
-      registers: [registry],
-    }),
+    requests: new RequestMetrics(registry),
     localReplies: new Counter({
       name: 'etz_local_replies_total',
       help: 'Requests answered by the sidecar itself, by reason code',
@@ -75,7 +49,6 @@ export function sidecarMetrics(registry: Registry): SidecarMetrics {
       registers: [registry],
     }),
     connectors,
-    children: new Map(),
   };
   byRegistry.set(registry, m);
   return m;
