@@ -42,6 +42,8 @@ test('the flag is lifted after its TTL once the user calms down', () => {
   const { events } = runTrace(t.sorted());
   const cleared = ofKind(events, 'principal.cleared');
   assert.deepEqual(cleared.map((e) => e.principal), ['bob']);
+  const back = ofKind(events, 'risk').filter((e) => e.subject.kind === 'principal').map((e) => [e.previous, e.level]);
+  assert.deepEqual(back, [['low', 'high'], ['high', 'low']]);
   assert.ok(Date.parse(cleared[0]!.ts) >= T0 + 14_000 + 10 * MIN);
 });
 

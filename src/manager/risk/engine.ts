@@ -638,9 +638,11 @@ export class EngineCore {
   private housekeeping(now: number): void {
     this.zones.tick(now);
     for (const f of this.principals.expire(now)) {
-      this.principalScores.delete(`principal:${f.principal}`);
+      const key = `principal:${f.principal}`;
+      const prev = this.principalScores.get(key)?.level;
+      this.principalScores.delete(key);
       this.emit({ ts: iso(now), event: 'principal.cleared', principal: f.principal, reason: `no rule has held for ${Math.round(this.cfg.risk.principals.flagTtlMs / 1000)} s` });
-      this.emit({ ts: iso(now), event: 'risk', subject: { kind: 'principal', principal: f.principal }, score: 0, level: 'low', previous: this.levelOf(100), reasons: [] });
+      if (prev !== undefined && prev !== 'low') this.emit({ ts: iso(now), event: 'risk', subject: { kind: 'principal', principal: f.principal }, score: 0, level: 'low', previous: prev, reasons: [] });
     }
   }
 
