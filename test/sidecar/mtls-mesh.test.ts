@@ -136,3 +136,21 @@ test('two etz sidecar processes with certificates from etz ca issue talk mTLS', 
   const plain = await rawExchange(rv.inbound, 'GET / HTTP/1.1\r\nhost: reviews\r\n\r\n');
   assert.equal(statusOf(plain), 400);
 });
+
+test('a revoked peer loses its idle mTLS connection at the policy change, before sending any request', async () => {
+  const { connect } = await import('node:tls');
+  const { issueWorkloadCert, loadCa } = await import('../../src/identity/index.js');
+  const ca = await loadCa(join(dir, 'ca'));
+  const pp = await issueWorkloadCert(ca, PP);
+  const sock = await new Promise<import('node:tls').TLSSocket>((res, rej) => {
+    const s = connect({ host: '127.0.0.1', port: b.ports.inbound, ca: ca.trustBundlePem, cert: pp.certChainPem, key: pp.keyPem, checkServerIdentity: () => undefined }, () => res(s));
+    s.on('error', rej);
+  });
+  const closed = new Promise<void>((res) => sock.once('close', () => res()));
+  await delay(50);
+  assert.equal(sock.destroyed, false);
+  const policy = { apiVersion: 'etz.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'deny-pp' }, spec: { selector: { service: 'reviews' }, action: 'DENY', rules: [{ from: [{ principals: [PP] }] }] } };
+  await b.applyResources({ policies: [policy] }, 1);
+  await Promise.race([closed, delay(3000).then(() => assert.fail('the revoked peer kept its connection'))]);
+  await b.applyResources({ policies: [] }, 2);
+});

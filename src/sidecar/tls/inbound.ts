@@ -8,6 +8,7 @@ import { identityMetrics } from '../../identity/metrics.js';
 import { peerIdentityFromCert } from '../../identity/verify.js';
 import type { PeerIdentity } from '../filter.js';
 import { localReply, sendRawLocalReply } from '../local-reply.js';
+import { connectionOf } from '../listeners/connections.js';
 import { createServerTlsOptions, type InboundMode } from './options.js';
 import type { WorkloadIdentity } from './workload-identity.js';
 
@@ -112,6 +113,10 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
     peers.set(tls, peer);
     m?.handshakes.inc({ direction: 'inbound', resumed: tls.isSessionReused() ? 'true' : 'false' });
     pass(tls);
+    // The listener registered the connection while it was emitted; give it the peer now, so a
+    // policy change can close a revoked peer's connection before it carried any request.
+    const conn = connectionOf(tls);
+    if (conn !== undefined && conn.peer === undefined) conn.peer = peer;
   });
   tlsServer.on('tlsClientError', (err: Error, tls: TLSSocket) => {
     refuse(tls, handshakeReason(err), err.message);
