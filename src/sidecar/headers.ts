@@ -1,4 +1,5 @@
 import type { Ctx } from './context.js';
+import { lowerHeaderName } from './header-names.js';
 
 /**
  * Hop-by-hop header handling (RFC 9110 §7.6.1): these describe one connection and never cross a
@@ -13,6 +14,7 @@ function isHopByHop(lower: string): boolean {
 
 /** Extra names a Connection header lists, beyond the standard hop-by-hop ones; null when none. */
 function connectionTokens(value: string, into: Set<string> | null): Set<string> | null {
+  if (value === 'keep-alive' || value === 'close') return into;
   for (const part of value.split(',')) {
     const t = part.trim().toLowerCase();
     if (t === '' || t === 'close' || isHopByHop(t)) continue;
@@ -80,17 +82,16 @@ export function downstreamResponseHeaders(raw: Buffer[] | string[]): string[] {
   const out: string[] = [];
   let extra: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
-    const lower = name.toLowerCase();
-    const value = raw[i + 1]!.toString('latin1');
+    // Names go downstream lower-cased (case-insensitive in HTTP/1.1, as HTTP/2 requires).
+    const lower = lowerHeaderName(raw[i]!);
     if (isHopByHop(lower)) {
-      if (lower === 'connection') extra = connectionTokens(value, extra);
+      if (lower === 'connection') extra = connectionTokens(raw[i + 1]!.toString('latin1'), extra);
       continue;
     }
-    out.push(name, value);
+    out.push(lower, raw[i + 1]!.toString('latin1'));
   }
   if (extra !== null) {
-    for (let i = out.length - 2; i >= 0; i -= 2) if (extra.has(out[i]!.toLowerCase())) out.splice(i, 2);
+    for (let i = out.length - 2; i >= 0; i -= 2) if (extra.has(out[i]!)) out.splice(i, 2);
   }
   return out;
 }
