@@ -103,9 +103,9 @@ interface LimitState {
   reported: WeakMap<GcraStore, { allowed: number; limited: number }>;
 }
 
-function applies(l: CompiledLimit, ctx: RequestContext, q: { cache?: QueryCache }): boolean {
+function applies(l: CompiledLimit, ctx: RequestContext, q: QueryCache): boolean {
   if (l.hosts && !l.hosts.has(ctx.host) && !(ctx.destination && l.hosts.has(ctx.destination.service))) return false;
-  if (l.match && !l.match(ctx, (q.cache ??= new QueryCache(ctx.query)))) return false;
+  if (l.match && !l.match(ctx, q)) return false;
   return true;
 }
 
@@ -114,6 +114,7 @@ class RateLimitFilter implements HttpFilter {
   // Scratch space reused across requests: onRequest is synchronous, so no two requests share it.
   private readonly keys: (string | undefined)[];
   private readonly verdicts: (GcraVerdict | undefined)[];
+  private readonly query = new QueryCache();
 
   constructor(
     private readonly limits: CompiledLimit[],
@@ -131,7 +132,7 @@ class RateLimitFilter implements HttpFilter {
     }
     const now = this.now();
     const limits = this.limits;
-    const q: { cache?: QueryCache } = {};
+    const q = this.query.reset(ctx.query);
     let worst = -1;
     for (let i = 0; i < limits.length; i++) {
       const l = limits[i]!;

@@ -150,6 +150,7 @@ function affinityKey(route: CompiledRoute, ctx: RequestContext): string | undefi
 
 class RoutingFilter implements HttpFilter {
   readonly name = 'routing';
+  private readonly query = new QueryCache();
 
   constructor(
     private readonly table: RouteTable,
@@ -185,7 +186,7 @@ class RoutingFilter implements HttpFilter {
       const d = this.directed.get(principal);
       if (d !== undefined && d.until > this.now() && d.service === (ctx.destination?.service ?? ctx.host)) directedTo = d.subset;
     }
-    const route = this.table.size === 0 ? undefined : this.table.match(ctx, new QueryCache(ctx.query));
+    const route = this.table.size === 0 ? undefined : this.table.match(ctx, this.query.reset(ctx.query));
     if (route === undefined) {
       if (directedTo !== undefined) {
         ctx.subset = directedTo;

@@ -41,10 +41,18 @@ export interface MatchInput {
 export type ValuePredicate = (value: string | undefined) => boolean;
 export type RequestPredicate = (input: MatchInput, q: QueryCache) => boolean;
 
-/** Parsed query of one request, filled on first use. */
+/**
+ * Parsed query of one request, filled on first use. A filter may keep one and `reset` it per
+ * request: filters run synchronously, so no two requests share it at once.
+ */
 export class QueryCache {
   private params: URLSearchParams | undefined;
-  constructor(private readonly raw: string) {}
+  constructor(private raw: string = '') {}
+  reset(raw: string): this {
+    this.raw = raw;
+    this.params = undefined;
+    return this;
+  }
   get(name: string): string | undefined {
     if (this.raw === '') return undefined;
     this.params ??= new URLSearchParams(this.raw);
