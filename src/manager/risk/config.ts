@@ -95,6 +95,29 @@ export const RISK_SECTION_SCHEMA = {
         },
       },
     },
+    feeds: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Vulnerability and threat-intel files, re-read when they change.',
+      properties: {
+        files: {
+          type: 'array',
+          default: [],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['file'],
+            properties: {
+              file: { type: 'string', minLength: 1 },
+              service: { type: 'string', minLength: 1, description: 'For a Trivy report: the service it scanned (default: from the image name).' },
+              source: { type: 'string' },
+            },
+          },
+        },
+        reloadMs: { type: 'integer', minimum: 1000, default: 30_000 },
+      },
+    },
     principals: {
       type: 'object',
       additionalProperties: false,
@@ -291,6 +314,7 @@ export interface EngineConfig {
     spike: { minRatio: number; minZ: number };
     services: Record<string, { labels: string[]; allow: string[] }>;
     rules: RuleConfig[];
+    feeds: { files: Array<{ file: string; service?: string; source?: string }>; reloadMs: number };
     principals: {
       scraping: { enabled: boolean; maxRequests: number; windowMs: number; action: 'route' | 'ratelimit' | 'block'; to: { service: string; version: string } };
       authFailures: { enabled: boolean; maxFailures: number; windowMs: number; action: 'route' | 'ratelimit' | 'block' };

@@ -4,7 +4,7 @@ import { F, FEATURES, NF, WindowAcc } from './features.js';
 import { IntelIndex } from './feeds.js';
 import { PrincipalTracker, type PrincipalVerdict } from './principals.js';
 import { Scorer, type ScoreBatch, type ScoreItem, type ScoreResult } from './scorer.js';
-import type { EngineEvent, FlaggedPrincipal, Level, LogRecord, Reason, RequestRecord, Subject, SubjectKind, SubjectScore, TelemetryRecord, VulnFinding } from './types.js';
+import type { EngineEvent, FlaggedPrincipal, IntelRecord, Level, LogRecord, Reason, RequestRecord, Subject, SubjectKind, SubjectScore, TelemetryRecord, VulnFinding, VulnRecord } from './types.js';
 import { TrafficRecorder, type TrafficReport } from '../traffic/analyzer.js';
 import { ZoneManager, iso, label, publicZone, type CreateZoneRequest, type ZoneSnapshot } from '../zones/manager.js';
 
@@ -173,6 +173,16 @@ export class EngineCore {
         break;
     }
     return { ok: true };
+  }
+
+  /** Replace what a named feed (a file, an API upload) said before with its new content. */
+  replaceFeed(feed: string, rec: IntelRecord | VulnRecord): void {
+    if (rec.kind === 'vuln') {
+      this.ingest(rec);
+      return;
+    }
+    this.intel.removeFeed(feed);
+    for (const ind of rec.indicators) this.intel.add(ind, feed);
   }
 
   private start(ts: number): void {

@@ -163,9 +163,41 @@ export class IntelIndex {
   private principals = new Map<string, Indicator>();
   private cidrs = new Map<number, Map<number, Indicator>>();
   private prefixLens: number[] = [];
+  // Indicators by the feed that brought them, so reloading a feed replaces what it said before.
+  private readonly byFeed = new Map<string, Indicator[]>();
   size = 0;
 
-  add(ind: Indicator): void {
+  /** Drop every indicator a feed added (before loading its new version). */
+  removeFeed(feed: string): number {
+    const list = this.byFeed.get(feed);
+    if (!list) return 0;
+    this.byFeed.delete(feed);
+    for (const ind of list) {
+      const drop = <K>(m: Map<K, Indicator>, k: K) => {
+        if (m.get(k) === ind) m.delete(k);
+      };
+      if (ind.type === 'ip') drop(this.exact, normaliseIp(ind.value));
+      else if (ind.type === 'identity') drop(this.identities, ind.value);
+      else if (ind.type === 'principal') drop(this.principals, ind.value);
+      else {
+        const c = parseCidr(ind.value);
+        if (!c) drop(this.exact, ind.value);
+        else {
+          const m = this.cidrs.get(c.bits);
+          if (m) drop(m, c.net);
+        }
+      }
+      this.size--;
+    }
+    return list.length;
+  }
+
+  add(ind: Indicator, feed?: string): void {
+    if (feed !== undefined) {
+      const list = this.byFeed.get(feed);
+      if (list) list.push(ind);
+      else this.byFeed.set(feed, [ind]);
+    }
     this.size++;
     switch (ind.type) {
       case 'ip':

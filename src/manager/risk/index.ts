@@ -78,11 +78,14 @@ export class RiskEngine {
   /**
    * Load a feed document: a Trivy JSON report (give `service`), a STIX 2.1 bundle, an indicator
    * list `{ indicators: [...] }` or a plain IP/CIDR blocklist. Throws RecordError when invalid.
+   * With `feed` (a file path, an upload name) the feed's previous content is replaced.
    */
-  loadFeed(text: string, opts: { service?: string; source?: string; ts?: number } = {}): { kind: 'vuln' | 'intel'; count: number } {
+  loadFeed(text: string, opts: { service?: string; source?: string; ts?: number; feed?: string } = {}): { kind: 'vuln' | 'intel'; count: number } {
     const rec = parseFeedText(text, { ts: opts.ts ?? this.now, ...(opts.service ? { service: opts.service } : {}), ...(opts.source ? { source: opts.source } : {}) });
     if (!Number.isFinite(rec.ts)) rec.ts = 0;
-    this.#core.ingest(rec);
+    // A named feed replaces its previous content (reload); an anonymous one adds to what is known.
+    if (opts.feed !== undefined) this.#core.replaceFeed(opts.feed, rec);
+    else this.#core.ingest(rec);
     return rec.kind === 'vuln' ? { kind: 'vuln', count: rec.findings.length } : { kind: 'intel', count: rec.indicators.length };
   }
 
@@ -184,3 +187,4 @@ export type { CreateZoneRequest } from '../zones/manager.js';
 export type { TrafficReport } from '../traffic/analyzer.js';
 export { createScoringPool, type ScoringPool };
 export { riskList, riskExplain, trafficReport } from './api.js';
+export { startFeedReloader, type FeedReloader, type FeedStatus } from './feed-loader.js';
