@@ -110,12 +110,23 @@ function checkBlocks(blocks: string[] | undefined, field: string): void {
   });
 }
 
+/** Principals are SPIFFE IDs; Istio's scheme-less form would silently never match, so refuse it. */
+function checkPrincipals(list: string[] | undefined, field: string): void {
+  list?.forEach((pr, k) => {
+    if (pr !== '*' && !pr.startsWith('spiffe://') && !pr.startsWith('*')) {
+      throw new ConfigError('', `${field}/${k}`, `'${pr}' is not a SPIFFE ID (write spiffe://${pr}; \`etz policy import\` converts Istio policies)`);
+    }
+  });
+}
+
 function checkAuthz(p: AuthorizationPolicy): void {
   p.spec.rules?.forEach((rule, r) => {
     const base = `/spec/rules/${r}`;
     rule.from?.forEach((s, k) => {
       checkBlocks(s.ipBlocks, `${base}/from/${k}/ipBlocks`);
       checkBlocks(s.notIpBlocks, `${base}/from/${k}/notIpBlocks`);
+      checkPrincipals(s.principals, `${base}/from/${k}/principals`);
+      checkPrincipals(s.notPrincipals, `${base}/from/${k}/notPrincipals`);
       if (Object.keys(s).length === 0) throw new ConfigError('', `${base}/from/${k}`, 'must name at least one field (omit `from` to match any source)');
     });
     rule.to?.forEach((o, k) => {
@@ -163,6 +174,7 @@ function checkNetwork(p: NetworkPolicy): void {
         if (Object.keys(peer).length === 0) throw new ConfigError('', f, 'must name at least one field (omit it to match any peer)');
         checkBlocks(peer.ipBlocks, `${f}/ipBlocks`);
         checkBlocks(peer.notIpBlocks, `${f}/notIpBlocks`);
+        checkPrincipals(peer.principals, `${f}/principals`);
         if (dir === 'ingress' && peer.hosts) throw new ConfigError('', `${f}/hosts`, 'is only meaningful in egress rules');
         if (dir === 'egress' && peer.principals) throw new ConfigError('', `${f}/principals`, 'egress peers are named by services, hosts, ipBlocks or zones');
         if (dir === 'egress' && peer.namespaces) throw new ConfigError('', `${f}/namespaces`, 'egress peers are named by services, hosts, ipBlocks or zones');

@@ -234,3 +234,22 @@ describe('connection admission', () => {
     assert.equal(denyRogueWrites.admits({ destService: 'reviews', sourcePrincipal: ATTACKER }), true, 'GETs from rogue still allowed');
   });
 });
+
+describe('validation', () => {
+  test('errors name the field and the reason', async () => {
+    const { ConfigError } = await import('../../src/core/errors.js');
+    const bad = (doc: unknown, field: RegExp, reason: RegExp) =>
+      assert.throws(
+        () => set(doc as never),
+        (err: unknown) => err instanceof ConfigError && field.test(err.field) && reason.test(err.reason),
+      );
+    bad(authz('x', { rules: [{ from: [{ principals: ['cluster.local/ns/default/sa/pp'] }] }] }), /^\/spec\/rules\/0\/from\/0\/principals\/0$/, /not a SPIFFE ID \(write spiffe:\/\/cluster/);
+    bad(authz('x', { rules: [{ from: [{ ipBlocks: ['10.0.0.0/33'] }] }] }), /ipBlocks\/0$/, /not a valid IP address or CIDR/);
+    bad(authz('x', { rules: [{ when: [{ key: 'request.auth.claims[groups]', values: ['a'] }] }] }), /when\/0\/key$/, /unknown key/);
+    bad(authz('x', { rules: [{ to: [{}] }] }), /to\/0$/, /at least one field/);
+    bad({ ...authz('x', {}), spec: { action: 'REJECT' } }, /^\/spec\/action$/, /must be one of/);
+    bad({ ...authz('x', {}), spec: { rules: [{ from: [{ principal: ['a'] }] }] } }, /from\/0\/principal$/, /not a known field/);
+    bad({ ...authz('x', {}), kind: 'Policy' }, /^\/kind$/, /must be one of/);
+    assert.throws(() => set(authz('same', {}), authz('same', {})), (err: unknown) => err instanceof ConfigError && /duplicate AuthorizationPolicy name 'same'/.test(err.reason) && err.field === '/1/metadata/name');
+  });
+});
