@@ -28,6 +28,8 @@ interface Target {
 interface Row {
   target: string;
   saturationRps: number;
+  /** Requests/s of every saturation round; saturationRps is the best. */
+  saturationRounds: number[];
   saturationTool: string;
   saturationErrors: number;
   p50Ms: number | null;
@@ -107,31 +109,66 @@ async function startHttpProxy(upstreamPort: number): Promise<Target> {
   return { name: 'http-proxy', port: await readPort(proc), proc };
 }
 
-async function measure(t: Target, opts: { connections: number; seconds: number; rate: number }): Promise<Row> {
+interface SatRound {
+  rps: number;
+  requests: number;
+  errors: number;
+  tool: string;
+  cpuSec: number | null;
+}
+
+async function saturationRound(t: Target, opts: { connections: number; seconds: number }): Promise<SatRound> {
   const url = `http://127.0.0.1:${t.port}/`;
-  // Warm up connections and JIT before measuring.
-  await saturate(url, opts.connections, 2);
   const pid = t.proc?.pid;
   const cpu0 = pid ? await cpuSeconds(pid) : null;
   const sat = await saturate(url, opts.connections, opts.seconds);
   const cpu1 = pid ? await cpuSeconds(pid) : null;
-  const fixed = await fixedRate(url, opts.rate, opts.seconds);
-  const cpu2 = pid ? await cpuSeconds(pid) : null;
-  const per1k = (a: number | null, b: number | null, n: number): number | null =>
-    a === null || b === null || n === 0 ? null : Math.round(((b - a) / (n / 1000)) * 10000) / 10000;
-  return {
-    target: t.name,
-    saturationRps: Math.round(sat.rps),
-    saturationTool: sat.tool,
-    saturationErrors: sat.errors,
-    p50Ms: fixed.p50Ms,
-    p99Ms: fixed.p99Ms,
-    fixedRateRps: Math.round(fixed.rps),
-    fixedErrors: fixed.errors,
-    cpuSecPer1kAtFixedRate: per1k(cpu1, cpu2, fixed.requests),
-    cpuSecPer1kAtSaturation: per1k(cpu0, cpu1, sat.requests),
-    peakRssMiB: pid ? await peakRssMiB(pid) : null,
-  };
+  return { rps: sat.rps, requests: sat.requests, errors: sat.errors, tool: sat.tool, cpuSec: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 };
+}
+
+function per1k(cpuSec: number | null, requests: number): number | null {
+  return cpuSec === null || requests === 0 ? null : Math.round((cpuSec / (requests / 1000)) * 10000) / 10000;
+}
+
+/**
+ * Saturation rounds interleave the targets (each round in a rotated order) and each target keeps
+ * its best round: on a shared machine, background load comes in bursts, and interleaving plus
+ * best-of-N keeps one target's unlucky moment from deciding a ratio.
+ */
+async function measureAll(targets: Target[], opts: { connections: number; seconds: number; rate: number; rounds: number }): Promise<Row[]> {
+  for (const t of targets) await saturate(`http://127.0.0.1:${t.port}/`, opts.connections, 2); // warm-up: connections, JIT
+  const rounds = new Map<string, SatRound[]>(targets.map((t) => [t.name, []]));
+  for (let r = 0; r < opts.rounds; r++) {
+    const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
+    for (const t of order) {
+      process.stderr.write(`round ${r + 1}/${opts.rounds}: ${t.name} …\n`);
+      rounds.get(t.name)!.push(await saturationRound(t, opts));
+    }
+  }
+  const rows: Row[] = [];
+  for (const t of targets) {
+    const url = `http://127.0.0.1:${t.port}/`;
+    const pid = t.proc?.pid;
+    const best = rounds.get(t.name)!.reduce((a, b) => (b.rps > a.rps ? b : a));
+    const cpu0 = pid ? await cpuSeconds(pid) : null;
+    const fixed = await fixedRate(url, opts.rate, opts.seconds);
+    const cpu1 = pid ? await cpuSeconds(pid) : null;
+    rows.push({
+      target: t.name,
+      saturationRps: Math.round(best.rps),
+      saturationRounds: rounds.get(t.name)!.map((x) => Math.round(x.rps)),
+      saturationTool: best.tool,
+      saturationErrors: rounds.get(t.name)!.reduce((n, x) => n + x.errors, 0),
+      p50Ms: fixed.p50Ms,
+      p99Ms: fixed.p99Ms,
+      fixedRateRps: Math.round(fixed.rps),
+      fixedErrors: fixed.errors,
+      cpuSecPer1kAtFixedRate: per1k(cpu0 === null || cpu1 === null ? null : cpu1 - cpu0, fixed.requests),
+      cpuSecPer1kAtSaturation: per1k(best.cpuSec, best.requests),
+      peakRssMiB: pid ? await peakRssMiB(pid) : null,
+    });
+  }
+  return rows;
 }
 
 export async function run(args: string[]): Promise<void> {
@@ -139,12 +176,18 @@ export async function run(args: string[]): Promise<void> {
     args,
     options: {
       connections: { type: 'string', default: '64' },
-      duration: { type: 'string', default: '8' },
+      duration: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '3' },
       rate: { type: 'string', default: '1000' },
       only: { type: 'string' },
     },
   });
-  const opts = { connections: Number(values.connections), seconds: Number(values.duration), rate: Number(values.rate) };
+  const opts = {
+    connections: Number(values.connections),
+    seconds: Number(values.duration),
+    rate: Number(values.rate),
+    rounds: Math.max(1, Number(values.rounds)),
+  };
   const only = values.only ? new Set(values.only.split(',')) : null;
   const dir = await mkdtemp(join(tmpdir(), 'etz-bench-http-'));
   const upstream = spawn(process.execPath, [join(here, 'upstream.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -159,17 +202,18 @@ export async function run(args: string[]): Promise<void> {
       ['nginx', () => startNginx(dir, upstreamPort)],
       ['http-proxy', () => startHttpProxy(upstreamPort)],
     ];
-    for (const [name, start] of starters) {
-      if (only && !only.has(name)) continue;
-      const t = await start();
-      if (!t) continue;
-      if (t.proc) procs.push(t.proc);
-      process.stderr.write(`measuring ${name} …\n`);
-      try {
-        rows.push(await measure(t, opts));
-      } finally {
-        await stop(t.proc);
+    const targets: Target[] = [];
+    try {
+      for (const [name, start] of starters) {
+        if (only && !only.has(name)) continue;
+        const t = await start();
+        if (!t) continue;
+        if (t.proc) procs.push(t.proc);
+        targets.push(t);
       }
+      if (targets.length > 0) rows.push(...(await measureAll(targets, opts)));
+    } finally {
+      for (const t of targets) await stop(t.proc);
     }
     // The mesh path (two sidecars, mTLS between them): see mesh.ts.
     if (!only || only.has('mesh')) mesh = await measureMesh(dir, upstreamPort, opts);
@@ -186,19 +230,23 @@ export async function run(args: string[]): Promise<void> {
     etzOverNginxThroughput: ratio(etz?.saturationRps, by('nginx')?.saturationRps),
     etzOverDirectThroughput: ratio(etz?.saturationRps, by('direct')?.saturationRps),
     etzCpuOverNginxCpu: ratio(etz?.cpuSecPer1kAtFixedRate, by('nginx')?.cpuSecPer1kAtFixedRate),
+    // CPU per request is what throughput is made of when cores are not shared; it is far less
+    // sensitive to other load on the machine than requests/s.
+    httpProxyCpuOverEtzCpuAtSaturation: ratio(by('http-proxy')?.cpuSecPer1kAtSaturation, etz?.cpuSecPer1kAtSaturation),
   };
   const targets = {
     etzAtLeast2xHttpProxy: ratios.etzOverHttpProxyThroughput === null ? null : ratios.etzOverHttpProxyThroughput >= 2,
     etzCpuPer1kAtMost0_10: etz?.cpuSecPer1kAtFixedRate == null ? null : etz.cpuSecPer1kAtFixedRate <= 0.1,
   };
   process.stdout.write(
-    `\nHTTP proxy benchmark: 1 KiB responses, ${opts.connections} connections for saturation, ${opts.rate} req/s fixed rate, ${opts.seconds}s each\n\n` +
+    `\nHTTP proxy benchmark: 1 KiB responses; saturation at ${opts.connections} connections, best of ${opts.rounds} interleaved ${opts.seconds}s rounds; latency at a fixed ${opts.rate} req/s for ${opts.seconds}s\n\n` +
       table(
         ['target', 'sat. req/s', 'p50 ms @rate', 'p99 ms @rate', 'CPU-s/1k @rate', 'CPU-s/1k @sat', 'peak RSS MiB', 'errors'],
         rows.map((r) => [r.target, r.saturationRps, r.p50Ms, r.p99Ms, r.cpuSecPer1kAtFixedRate, r.cpuSecPer1kAtSaturation, r.peakRssMiB, r.saturationErrors + r.fixedErrors]),
       ) +
       `\n\netz/http-proxy throughput ${ratios.etzOverHttpProxyThroughput ?? '–'}× (target ≥ 2), etz/nginx ${ratios.etzOverNginxThroughput ?? '–'}×, ` +
-      `etz/direct ${ratios.etzOverDirectThroughput ?? '–'}×; etz CPU ${etz?.cpuSecPer1kAtFixedRate ?? '–'} s per 1000 requests (target ≤ 0.10)\n`,
+      `etz/direct ${ratios.etzOverDirectThroughput ?? '–'}×; etz CPU ${etz?.cpuSecPer1kAtFixedRate ?? '–'} s per 1000 requests (target ≤ 0.10); ` +
+      `CPU per request at saturation: http-proxy/etz ${ratios.httpProxyCpuOverEtzCpuAtSaturation ?? '–'}×\n`,
   );
   // `--only mesh` measures no single-proxy row: keep the previous http.json then.
   const file = rows.length === 0 ? '(unchanged)' : await writeResults('http', {
