@@ -10,6 +10,7 @@ import type { PeerIdentity } from '../filter.js';
 import { localReply, sendRawLocalReply } from '../local-reply.js';
 import { connectionOf } from '../listeners/connections.js';
 import { createServerTlsOptions, type InboundMode } from './options.js';
+import { refusalLogger } from './log-limit.js';
 import type { WorkloadIdentity } from './workload-identity.js';
 
 /**
@@ -87,9 +88,10 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
   };
   identity.on('rotate', onRotate);
 
+  const log = refusalLogger(logger, 'inbound mTLS connection refused');
   const refuse = (socket: Socket, reason: RefusalReason, detail: string): void => {
     failures?.inc({ direction: 'inbound', reason });
-    logger.warn({ code: 'ETZ_ERR_TLS_REFUSED', reason, remote: socket.remoteAddress, detail }, 'inbound mTLS connection refused');
+    log(reason, { code: 'ETZ_ERR_TLS_REFUSED', remote: socket.remoteAddress, detail });
     socket.destroy();
   };
 
@@ -132,7 +134,7 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
       pass(raw);
     } else {
       failures?.inc({ direction: 'inbound', reason: 'plaintext' });
-      logger.warn({ code: 'ETZ_ERR_MTLS_REQUIRED', reason: 'plaintext', remote: raw.remoteAddress }, 'inbound mTLS connection refused');
+      log('plaintext', { code: 'ETZ_ERR_MTLS_REQUIRED', remote: raw.remoteAddress });
       sendRawLocalReply(raw, localReply('ETZ_ERR_MTLS_REQUIRED', 'this port requires mutual TLS (STRICT)'));
     }
   };

@@ -7,6 +7,7 @@ import type { Registry } from '../../core/metrics.js';
 import { identityMetrics } from '../../identity/metrics.js';
 import { peerIdentityFromCert } from '../../identity/verify.js';
 import type { WorkloadIdentity } from './workload-identity.js';
+import { refusalLogger } from './log-limit.js';
 
 /**
  * mTLS origination: the outbound side of a mesh hop. Each upstream pool gets a connector that
@@ -91,6 +92,7 @@ export function createMtlsConnector(opts: MtlsOriginationOptions, expectedSpiffe
   const failures = opts.metrics ? identityMetrics(opts.metrics).handshakeFailures : undefined;
   const domains = new Set(opts.trustDomains ?? [identity.spiffeId.slice('spiffe://'.length).split('/')[0]!]);
   const check = spiffeServerCheck(expectedSpiffeId, domains);
+  const log = refusalLogger(logger, 'upstream mTLS refused');
   let built: { key: string; connect: buildConnector.connector } | null = null;
   return (options, callback) => {
     if (built === null || built.key !== identity.key) {
@@ -114,7 +116,7 @@ export function createMtlsConnector(opts: MtlsOriginationOptions, expectedSpiffe
         if (reason !== undefined) {
           const wrapped = err instanceof EtzError ? err : tlsError(reason, `upstream TLS: ${err.message}`, err);
           failures?.inc({ direction: 'outbound', reason });
-          logger.warn({ code: 'ETZ_ERR_UPSTREAM_TLS', reason, upstream: `${options.hostname}:${options.port}`, expected: expectedSpiffeId, detail: wrapped.message }, 'upstream mTLS refused');
+          log(reason, { code: 'ETZ_ERR_UPSTREAM_TLS', upstream: `${options.hostname}:${options.port}`, expected: expectedSpiffeId, detail: wrapped.message });
           callback(wrapped, null);
           return;
         }
