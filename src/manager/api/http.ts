@@ -65,10 +65,10 @@ export class Router {
   }
 }
 
-export function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+/** The request body as text, refused past `limit` bytes (413) without buffering the rest. */
+export function readText(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const len = Number(req.headers['content-length'] ?? 0);
-    if (len > limit) return reject(new EtzError('ETZ_ERR_BODY_TOO_LARGE', `request body is larger than ${limit} bytes`));
+    if (Number(req.headers['content-length'] ?? 0) > limit) return reject(new EtzError('ETZ_ERR_BODY_TOO_LARGE', `request body is larger than ${limit} bytes`));
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
@@ -76,20 +76,22 @@ export function readBody(req: IncomingMessage, limit: number): Promise<unknown> 
       if (size > limit) {
         reject(new EtzError('ETZ_ERR_BODY_TOO_LARGE', `request body is larger than ${limit} bytes`));
         req.destroy();
-        return;
-      }
-      chunks.push(c);
+      } else chunks.push(c);
     });
-    req.on('end', () => {
-      if (size === 0) return resolve(undefined);
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      } catch {
-        reject(new EtzError('ETZ_ERR_INVALID_INPUT', 'request body is not valid JSON'));
-      }
-    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
+}
+
+/** The request body parsed as JSON; an empty body is undefined. */
+export async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  const text = await readText(req, limit);
+  if (text.length === 0) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new EtzError('ETZ_ERR_INVALID_INPUT', 'request body is not valid JSON');
+  }
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
