@@ -5,6 +5,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManagerClient } from '../../src/manager/api-client.js';
+import { managerConfigSchema } from '../../src/manager/config.js';
+
+// Every spawned manager takes ephemeral ports for everything it listens on.
+const EPHEMERAL_ENV: Record<string, string> = (managerConfigSchema as { properties: Record<string, unknown> }).properties.dashboard
+  ? { ETZ_MANAGER_DASHBOARD__PORT: '0' }
+  : {};
 
 const MAIN = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
 
@@ -12,7 +18,7 @@ const MAIN = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
 async function spawnManager(dataDir: string, port = 0): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
   const child = spawn(process.execPath, [MAIN, 'manager', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ETZ_LOG_LEVEL: 'warn' },
+    env: { ...process.env, ETZ_LOG_LEVEL: 'warn', ...EPHEMERAL_ENV },
   });
   let err = '';
   const url = await new Promise<string>((resolve, reject) => {
