@@ -6,6 +6,8 @@ import { validatePolicyDocuments } from '../../src/policy/load.js';
 import { lintPolicies } from '../../src/policy/lint.js';
 import type { AuthorizationPolicy, PolicyRequest } from '../../src/policy/types.js';
 import { mulberry32 } from '../../src/scoring/prng.js';
+import { table as printTable } from '../common/report.js';
+import { runSidecar } from './sidecar.js';
 
 /**
  * Policy engine microbenchmark: decisions per second with 10,000 policies loaded, side by side
@@ -157,10 +159,6 @@ function calibrate(ms: number): { wall: number; cpu: number } {
   });
 }
 
-function table(rows: (string | number)[][]): string {
-  const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
-  return rows.map((r) => r.map((v, c) => (c === 0 ? String(v).padEnd(w[c]!) : String(v).padStart(w[c]!))).join('  ')).join('\n');
-}
 
 async function measure(shape: Shape, nPolicies: number, nServices: number, ms: number): Promise<Record<string, unknown>> {
   const raw = generate(nPolicies, nServices, shape);
@@ -229,7 +227,7 @@ async function measure(shape: Shape, nPolicies: number, nServices: number, ms: n
     ['calibration (Set.has + startsWith)', fmt(calib.wall), fmt(calib.cpu), '', ''],
   ];
   console.log(`\n[${shape}] policy engine: ${docs.length} policies over ${nServices} services, ${reqs.length} distinct requests (${(allowedShare * 100).toFixed(0)}% allowed)`);
-  console.log(table(rows));
+  console.log(printTable(rows[0]!.map(String), rows.slice(1)));
   console.log(`cached/uncached ${(cached.cpu / uncached.cpu).toFixed(1)}x; uncached/naive ${(uncached.cpu / naiveRate.cpu).toFixed(0)}x; one uncached decision costs ${(calib.cpu / uncached.cpu).toFixed(0)} calibration operations, a cached one ${(calib.cpu / cached.cpu).toFixed(1)}`);
   console.log(`validate ${validateMs.toFixed(0)} ms, compile ${compileMs.toFixed(0)} ms, lint ${lintMs.toFixed(0)} ms (${conflicts} conflicts in the generated set)`);
   const round = (x: { wall: number; cpu: number }) => ({ wall: Math.round(x.wall), cpu: Math.round(x.cpu) });
@@ -259,6 +257,25 @@ export async function run(args: string[]): Promise<void> {
   const shapes: Shape[] = args.includes('--typical') ? ['typical'] : args.includes('--heavy') ? ['heavy'] : ['typical', 'heavy'];
   const results = [];
   for (const shape of shapes) results.push(await measure(shape, nPolicies, nServices, ms));
+  let sidecar: Record<string, unknown> | undefined;
+  if (!args.includes('--micro')) {
+    // The filters in a real sidecar process, with and without the typical 10,000-policy set.
+    const rows = await runSidecar(generate(nPolicies, nServices, 'typical'), { seconds: arg(args, 'seconds', 6), rate: arg(args, 'rate', 500), rounds: arg(args, 'rounds', 2) });
+    const mean = (pred: (t: string) => boolean, k: 'saturationRps' | 'cpuSecPer1k') => {
+      const v = rows.filter((r) => pred(r.target)).map((r) => r[k]).filter((x): x is number => typeof x === 'number');
+      return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+    };
+    const plain = (t: string) => t === 'no policies';
+    const withP = (t: string) => t !== 'no policies';
+    const rpsRatio = (mean(withP, 'saturationRps') ?? 0) / (mean(plain, 'saturationRps') || 1);
+    const cpuA = mean(withP, 'cpuSecPer1k');
+    const cpuB = mean(plain, 'cpuSecPer1k');
+    const cpuOverheadPct = cpuA !== null && cpuB ? Math.round(((cpuA - cpuB) / cpuB) * 1000) / 10 : null;
+    console.log('\n[sidecar] inbound sidecar process, plaintext from loopback, every request allowed and forwarded');
+    console.log(printTable(['target', 'sat. req/s', 'p99 ms @rate', 'CPU-s/1k @rate', 'peak RSS MiB', 'errors'], rows.map((r) => [r.target, r.saturationRps, r.p99Ms, r.cpuSecPer1k, r.peakRssMiB, r.errors])));
+    console.log(`with policies / without: throughput ${rpsRatio.toFixed(3)}, CPU per request ${cpuOverheadPct === null ? 'n/a' : `${cpuOverheadPct >= 0 ? '+' : ''}${cpuOverheadPct}%`}`);
+    sidecar = { rows, throughputRatio: +rpsRatio.toFixed(3), cpuOverheadPct };
+  }
   await mkdir(new URL('../../../bench/results/', import.meta.url), { recursive: true });
-  await writeFile(new URL('../../../bench/results/policy.json', import.meta.url), `${JSON.stringify({ bench: 'policy', node: process.version, results }, null, 2)}\n`);
+  await writeFile(new URL('../../../bench/results/policy.json', import.meta.url), `${JSON.stringify({ bench: 'policy', node: process.version, results, sidecar }, null, 2)}\n`);
 }

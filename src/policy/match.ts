@@ -66,22 +66,33 @@ function pathGlobRegex(p: string): RegExp {
   return new RegExp(`^${src}$`);
 }
 
-function finish({ exact, prefixes, suffixes, regexes }: Classified, lower: boolean): Matcher {
-  const onlyExact = prefixes.length === 0 && suffixes.length === 0 && regexes.length === 0;
-  if (onlyExact) {
-    if (exact.size === 1) {
-      const only = [...exact][0]!;
-      if (lower) return (v) => v.toLowerCase() === only;
-      const eq: Matcher = (v) => v === only;
-      // Lets a clause compare the attribute inline instead of calling the matcher.
-      (eq as Matcher & { only?: string }).only = only;
-      return eq;
-    }
-    return lower ? (v) => exact.has(v.toLowerCase()) : (v) => exact.has(v);
+// Each shape is built by its own function so that a closure's context holds only what it uses
+// (a policy set compiles tens of thousands of matchers; a shared context would keep every Set and
+// array alive for each one).
+function finish(c: Classified, lower: boolean): Matcher {
+  if (c.prefixes.length === 0 && c.suffixes.length === 0 && c.regexes.length === 0) {
+    if (c.exact.size === 1) return exactOne([...c.exact][0]!, lower);
+    return exactSet(c.exact, lower);
   }
+  return mixed(c.exact.size ? c.exact : null, c.prefixes, c.suffixes, c.regexes, lower);
+}
+
+function exactOne(only: string, lower: boolean): Matcher {
+  if (lower) return (v) => v.toLowerCase() === only;
+  const eq: Matcher = (v) => v === only;
+  // Lets a clause compare the attribute inline instead of calling the matcher.
+  (eq as Matcher & { only?: string }).only = only;
+  return eq;
+}
+
+function exactSet(set: Set<string>, lower: boolean): Matcher {
+  return lower ? (v) => set.has(v.toLowerCase()) : (v) => set.has(v);
+}
+
+function mixed(exact: Set<string> | null, prefixes: string[], suffixes: string[], regexes: RegExp[], lower: boolean): Matcher {
   return (value) => {
     const v = lower ? value.toLowerCase() : value;
-    if (exact.has(v)) return true;
+    if (exact !== null && exact.has(v)) return true;
     for (const p of prefixes) if (v.startsWith(p)) return true;
     for (const s of suffixes) if (v.endsWith(s)) return true;
     for (const r of regexes) if (r.test(v)) return true;

@@ -217,10 +217,10 @@ export class NetworkPolicyEngine {
         const t = sel === 2 ? triRule(rule, r, unknown) : (Math.min(1, triRule(rule, r, unknown)) as Tri);
         if (t === 0) continue;
         if (rule.action === 'DENY') {
-          if (t === 2) return { allowed: false, policy: p.id, rule: rule.index, basis: 'deny-rule', reason: `${dir} denied by network policy ${p.id} ${dir} rule ${rule.index} (DENY)` };
+          if (t === 2) return this.#ruleDecision(p, rule, dir);
           maybeAllow = true; // an uncertain DENY: the connection may still be fine
         } else if (t === 2) {
-          allow ??= { allowed: true, policy: p.id, rule: rule.index, basis: 'allow-rule', reason: `${dir} allowed by network policy ${p.id} ${dir} rule ${rule.index}` };
+          allow ??= this.#ruleDecision(p, rule, dir);
         } else maybeAllow = true;
       }
       if (sel === 2 && p.isolates[dir]) isolatedBy ??= p.id;
@@ -228,14 +228,54 @@ export class NetworkPolicyEngine {
     if (allow) return allow;
     if (maybeAllow) return 'maybe';
     if (isolatedBy) {
-      return { allowed: false, policy: isolatedBy, basis: 'isolated', reason: `${dir} denied: no ${dir} rule of the network policies selecting ${r.target.service} allows it (${isolatedBy})` };
+      return this.#memo(`i|${dir}|${r.target.service}|${isolatedBy}`, () => ({
+        allowed: false,
+        policy: isolatedBy,
+        basis: 'isolated',
+        reason: `${dir} denied: no ${dir} rule of the network policies selecting ${r.target.service} allows it (${isolatedBy})`,
+      }));
     }
     if (dir === 'egress' && r.destService === undefined) {
-      const allowed = this.defaults.externalEgress === 'ALLOW';
-      return { allowed, basis: 'external-default', reason: `egress ${allowed ? 'allowed' : 'denied'}: ${r.destHost ?? r.destIp ?? 'host'} is outside the mesh and no rule allows it (externalEgress ${this.defaults.externalEgress})` };
+      const host = r.destHost ?? r.destIp ?? 'host';
+      return this.#memo(`x|${host}`, () => {
+        const allowed = this.defaults.externalEgress === 'ALLOW';
+        return { allowed, basis: 'external-default', reason: `egress ${allowed ? 'allowed' : 'denied'}: ${host} is outside the mesh and no rule allows it (externalEgress ${this.defaults.externalEgress})` };
+      });
     }
-    const action = dir === 'ingress' ? this.defaults.ingress : this.defaults.egress;
-    return { allowed: action === 'ALLOW', basis: 'default', reason: `${dir} ${action === 'ALLOW' ? 'allowed' : 'denied'}: no network policy governs ${r.target.service} (default ${action})` };
+    return this.#memo(`d|${dir}|${r.target.service}`, () => {
+      const action = dir === 'ingress' ? this.defaults.ingress : this.defaults.egress;
+      return { allowed: action === 'ALLOW', basis: 'default', reason: `${dir} ${action === 'ALLOW' ? 'allowed' : 'denied'}: no network policy governs ${r.target.service} (default ${action})` };
+    });
+  }
+
+  // Decisions are values: the same rule or default always gives the same (frozen) one, so the
+  // hot path allocates nothing and the filter can keep one metric child per decision. Bounded.
+  readonly #byRule = new Map<CompiledNetRule, NetDecision>();
+  readonly #byKey = new Map<string, NetDecision>();
+
+  #ruleDecision(p: CompiledNetPolicy, rule: CompiledNetRule, dir: NetDirection): NetDecision {
+    let d = this.#byRule.get(rule);
+    if (d === undefined) {
+      const deny = rule.action === 'DENY';
+      d = Object.freeze({
+        allowed: !deny,
+        policy: p.id,
+        rule: rule.index,
+        basis: deny ? 'deny-rule' : 'allow-rule',
+        reason: deny ? `${dir} denied by network policy ${p.id} ${dir} rule ${rule.index} (DENY)` : `${dir} allowed by network policy ${p.id} ${dir} rule ${rule.index}`,
+      } as const);
+      this.#byRule.set(rule, d);
+    }
+    return d;
+  }
+
+  #memo(key: string, make: () => NetDecision): NetDecision {
+    let d = this.#byKey.get(key);
+    if (d === undefined) {
+      d = Object.freeze(make());
+      if (this.#byKey.size < 10_000) this.#byKey.set(key, d);
+    }
+    return d;
   }
 }
 

@@ -60,6 +60,8 @@ class NetworkPolicyFilter implements HttpFilter, ConnectionAdmission {
   readonly #target: Target;
   readonly #decisions: Counter<'direction' | 'action' | 'policy'>;
   readonly #zones: boolean;
+  // Decisions are shared values (memoized by the engine): one metric child each.
+  readonly #children = new WeakMap<NetDecision, { inc(): void }>();
 
   constructor(engine: NetworkPolicyEngine, env: CompileEnv, usesZones: boolean) {
     this.#engine = engine;
@@ -102,7 +104,12 @@ class NetworkPolicyFilter implements HttpFilter, ConnectionAdmission {
   onRequest(ctx: RequestContext): LocalReply | undefined {
     const r = this.#request(ctx);
     const d = this.#engine.evaluate(r);
-    this.#decisions.inc({ direction: r.direction, action: d.allowed ? 'allow' : 'deny', policy: d.policy ?? `(${d.basis})` });
+    let child = this.#children.get(d);
+    if (child === undefined) {
+      child = this.#decisions.labels(r.direction, d.allowed ? 'allow' : 'deny', d.policy ?? `(${d.basis})`);
+      this.#children.set(d, child);
+    }
+    child.inc();
     if (d.allowed) return undefined;
     this.#logDeny(ctx, r, d);
     return { status: 403, code: 'ETZ_ERR_NETWORK_POLICY_DENIED', reason: d.reason };
