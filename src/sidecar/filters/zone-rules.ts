@@ -16,6 +16,9 @@ import { zonesResourceSchema, type CompiledZone, type ZonesResource } from '../.
  *  - performance: marks requests between members so routing prefers in-zone endpoints and costly
  *    inspection is skipped.
  *
+ * End users the zone manager flagged (`principals` resource) with action `block` are refused at
+ * the first hop here; `ratelimit` flags are the rate-limit filter's and `route` flags routing's.
+ *
  * It puts `{ source, destination }` — zone ids followed by zone types — on ctx.attrs 'zones' for
  * the authorization and network-policy filters. Shadow zones (enforce: false) are evaluated and
  * logged as `wouldDeny`, never enforced.
