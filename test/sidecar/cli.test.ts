@@ -9,8 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { startUpstream, delay } from './helpers.js';
 
-// `etz sidecar` and `etz demo` as real child processes: config errors, env overrides, SIGTERM
-// drain, and the demo's self-timed exit.
+// `etz sidecar` as a real child process: config errors, env overrides, SIGTERM drain, access log.
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -134,18 +133,6 @@ test('SIGTERM drains: the request in flight completes, then the process exits 0'
       await up.close();
     }
   }));
-
-test('etz demo --duration starts, prints how to call it, and stops by itself leaving no port bound', async () => {
-  const r = await run(['demo', '--duration', '1500ms']);
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /curl -i http:\/\/127\.0\.0\.1:\d+\//);
-  assert.match(r.stdout, /etz demo: stopped/);
-  const port = Number(/inbound :(\d+)/.exec(r.stdout)![1]);
-  await assert.rejects(request(`http://127.0.0.1:${port}/`));
-  const bad = await run(['demo', '--duration', 'soon']);
-  assert.equal(bad.code, 2);
-});
-
 
 test('the access log, when on, writes one JSON line per request with its id', () =>
   withDir(async (dir) => {
