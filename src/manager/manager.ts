@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { EtzError } from '../core/errors.js';
 import { nullLogger, type Logger } from '../core/logger.js';
-import { createRegistry, type Registry } from '../core/metrics.js';
+import { Gauge, createRegistry, type Registry } from '../core/metrics.js';
 import { VERSION } from '../core/version.js';
 import {
   CA_FILES, formatSpiffeId, initCa, issueWorkloadCert, loadCa, parseDuration, saveCa, splitPemCerts, type CaMaterial,
@@ -92,6 +92,19 @@ export class Manager {
     this.metrics = opts.metrics ?? createRegistry({ defaultMetrics: true });
     this.engineConfig = engineConfigOf(opts.config);
     this.hub = new ConfigHub({ debounceMs: this.config.pubsub.debounceMs, ackTimeoutMs: this.config.pubsub.ackTimeoutMs, maxBufferedBytes: this.config.pubsub.maxBufferedBytes });
+    const hub = this.hub;
+    // Read at scrape time from the hub's own counters: nothing extra on the push path.
+    new Gauge({
+      name: 'etz_manager_pubsub',
+      help: 'Config distribution: pushes (snapshots, deltas), ACKs, NACKs, stale ACKs ignored, changes coalesced for busy sidecars, sidecars skipped as slow, config version',
+      labelNames: ['what'],
+      registers: [this.metrics],
+      collect() {
+        for (const [k, v] of Object.entries(hub.stats)) this.set({ what: k }, v);
+        this.set({ what: 'subscribers' }, hub.subscriberCount());
+        this.set({ what: 'configVersion' }, hub.currentVersion);
+      },
+    });
   }
 
   get url(): string {
