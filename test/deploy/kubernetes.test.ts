@@ -9,7 +9,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { loadSidecarConfig } from '../../src/config/sidecar-schema.js';
 import { loadManagerConfig } from '../../src/manager/config.js';
 
@@ -160,16 +160,28 @@ test('example workload: sidecar config is valid for the sidecar and matches port
   assert.equal(vol.configMap.name, cm.metadata.name);
   assert.equal(proxy.args[proxy.args.indexOf('--config') + 1], '/etc/etz/sidecar.yaml');
 
-  // STRICT mTLS with the identity from a Secret that only the sidecar container mounts.
+  // STRICT mTLS with the identity from enrolling with the zone manager of manager.yaml.
   assert.equal(cfg.tls?.mode, 'STRICT');
-  const idMount = proxy.volumeMounts.find((m: Obj) => String(cfg.tls.keyFile).startsWith(`${m.mountPath}/`));
-  assert.ok(idMount, 'the key file is on a mounted volume');
-  for (const f of ['certFile', 'caFile']) assert.ok(String(cfg.tls[f]).startsWith(`${idMount.mountPath}/`), f);
-  const idVol = spec.volumes.find((v: Obj) => v.name === idMount.name);
-  assert.ok(idVol.secret?.secretName, 'identity comes from a Secret');
+  const url = new URL(cfg.manager.url);
+  const mgrSvc = find('Service', 'etz-manager');
+  assert.equal(url.hostname, `${mgrSvc.metadata.name}.${mgrSvc.metadata.namespace}.svc`);
+  assert.equal(Number(url.port), mgrSvc.spec.ports[0].port);
+  const mgrCfg = parse(find('ConfigMap', 'etz-manager-config').data['manager.yaml']) as Obj;
+  assert.equal(cfg.tls.trustDomain, mgrCfg.trustDomain, 'the manager issues identities in the trust domain the sidecar expects');
+  const volumeOf = (path: string) => {
+    const m = proxy.volumeMounts.find((x: Obj) => path.startsWith(`${x.mountPath}/`) || path === x.mountPath);
+    assert.ok(m, `${path} is on a volume mounted in etz-proxy`);
+    return { mount: m, volume: spec.volumes.find((v: Obj) => v.name === m.name) };
+  };
+  const token = volumeOf(cfg.manager.bootstrapTokenFile);
+  assert.ok(token.volume.secret?.secretName, 'the bootstrap token comes from a Secret');
+  assert.ok(volumeOf(cfg.manager.caFile).volume.configMap?.name, 'the CA bundle from a ConfigMap');
+  const data = volumeOf(cfg.manager.dataDir);
+  assert.notEqual(data.mount.readOnly, true, 'certificate and snapshot are written there');
   for (const c of spec.containers) {
-    assert.ok(!(c.volumeMounts ?? []).some((m: Obj) => m.name === idVol.name), `${c.name} cannot read the sidecar's key`);
+    assert.ok(!(c.volumeMounts ?? []).some((m: Obj) => m.name === token.volume.name), `${c.name} cannot read the token`);
   }
+  // The scoped token yields spiffe://<td>/ns/<namespace>/sa/<service>; peers expect the same form.
   // Registry peers are checked by SPIFFE ID in the same trust domain.
   for (const [svc, entry] of Object.entries(cfg.registry as Record<string, Obj>)) {
     assert.match(String(entry.spiffeId), new RegExp(`^spiffe://${cfg.tls.trustDomain}/ns/`), svc);
