@@ -67,3 +67,11 @@ test('apply stores policies; a set that conflicts with what the manager holds is
   const after = await mgr.admin.call<{ items: { metadata: { name: string } }[] }>('GET', '/v1/policies');
   assert.deepEqual(after.items.map((d) => d.metadata.name).sort(), ['allow-pp', 'deny-admin', 'deny-pp']);
 });
+
+test('check without -f explains against the policies in force in the manager', async () => {
+  const pp = 'spiffe://etz.local/ns/default/sa/productpage';
+  const r = await etz('policy', 'check', '--from', pp, '--to', 'reviews', '--method', 'GET', '--path', '/reviews/1', '-d', mgr.dataDir);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stdout, /^DENY: denied by policy deny-pp rule 0 \(DENY\)/);
+  assert.match(r.stdout, /allow-pp\s+ALLOW\s+rule 0: MATCHED/);
+});

@@ -13,7 +13,7 @@ import { NetworkPolicyEngine, type NetRequest } from '../../policy/network.js';
 import type { PolicyDocument, PolicyRequest } from '../../policy/types.js';
 
 const USAGE = `Usage: etz policy lint FILE… [--json]
-       etz policy check -f FILE… --to SERVICE [--from SPIFFE_ID] [--principal USER] [--method M]
+       etz policy check [-f FILE…] --to SERVICE [--from SPIFFE_ID] [--principal USER] [--method M]
                         [--path P] [--port N] [--host H] [--ip ADDR] [--version V] [--namespace NS]
                         [--header NAME=VALUE]… [--source-zone Z]… [--dest-zone Z]… [--json]
        etz policy check -f FILE… --network ingress --to SERVICE [--from SPIFFE_ID] [--ip ADDR] [--port N]
@@ -25,8 +25,9 @@ const USAGE = `Usage: etz policy lint FILE… [--json]
 lint    validate policy files and report conflicts: duplicate rules, rules shadowed by a broader
         rule, ALLOW rules a DENY fully covers, contradictory rules for one selector.
         Exit 0 when clean, 1 with conflicts, 2 when a file is invalid.
-check   evaluate one request against the policies and explain the decision: the deciding policy
-        and rule, and for every other rule the field that did not match.
+check   evaluate one request against the policies (the files, or without -f those in force in
+        the zone manager) and explain the decision: the deciding policy and rule, and for every
+        other rule the field that did not match.
         With --network, the network-policy decision for an inbound connection (ingress) or an
         outbound request (egress; without --to the destination is outside the mesh).
         Exit 0 when allowed, 1 when denied.
@@ -85,7 +86,7 @@ const check: Sub = async (argv) => {
       'dest-zone': { type: 'string', multiple: true },
       network: { type: 'string' },
       'from-service': { type: 'string' },
-      json: { type: 'boolean' },
+      ...CLIENT_OPTIONS,
     },
     USAGE,
     true,
@@ -93,12 +94,13 @@ const check: Sub = async (argv) => {
   if (parsed === null) return 0;
   const v = parsed.values;
   const files = [...many(v.file), ...parsed.positionals];
-  if (files.length === 0) throw new UsageError('check needs the policies: -f FILE');
-  if (v.network !== undefined) return checkNetwork(files, v);
+  // Without files: the policies in force, from the zone manager.
+  const load = files.length ? () => loadPolicyFiles(files) : () => heldPolicies(v as Record<string, unknown>);
+  if (v.network !== undefined) return checkNetwork(load, v);
   if (!v.to) throw new UsageError('check needs --to SERVICE');
   if (v.from !== undefined && !v.from.startsWith('spiffe://')) throw new UsageError(`--from wants a SPIFFE ID (spiffe://…), got '${v.from}'`);
   const port = portOf(v.port);
-  const docs = await loadPolicyFiles(files);
+  const docs = await load();
   const r: PolicyRequest = {
     destService: v.to,
     method: (v.method ?? 'GET').toUpperCase(),
@@ -127,7 +129,12 @@ function portOf(v: string | undefined): number | undefined {
   return port;
 }
 
-async function checkNetwork(files: string[], v: Record<string, string | string[] | boolean | undefined>): Promise<number> {
+async function heldPolicies(v: Record<string, unknown>): Promise<PolicyDocument[]> {
+  const client = await clientFromFlags(v);
+  return (await client.call<{ items: PolicyDocument[] }>('GET', '/v1/policies')).items;
+}
+
+async function checkNetwork(load: () => Promise<PolicyDocument[]>, v: Record<string, string | string[] | boolean | undefined>): Promise<number> {
   const str = (k: string) => v[k] as string | undefined;
   const zones = (k: string) => v[k] as string[] | undefined;
   const port = portOf(str('port'));
@@ -155,7 +162,7 @@ async function checkNetwork(files: string[], v: Record<string, string | string[]
       port: port ?? 80,
     };
   } else throw new UsageError(`--network wants ingress or egress, got '${String(v.network)}'`);
-  const d = new NetworkPolicyEngine(await loadPolicyFiles(files)).evaluate(r);
+  const d = new NetworkPolicyEngine(await load()).evaluate(r);
   if (v.json) process.stdout.write(`${JSON.stringify({ decision: d.allowed ? 'ALLOW' : 'DENY', ...d, request: r }, null, 2)}\n`);
   else process.stdout.write(`${d.allowed ? 'ALLOW' : 'DENY'}: ${d.reason}\n${d.policy ? `decided by: network policy ${d.policy}${d.rule !== undefined ? ` ${r.direction} rule ${d.rule}` : ''}\n` : ''}`);
   return d.allowed ? 0 : 1;
