@@ -1,4 +1,4 @@
-import { attrTest, compileCidrs, compileGlobs, compilePaths, type Matcher } from './match.js';
+import { attrTest, compileCidrs, compileGlobs, compilePaths, costOf, type Matcher } from './match.js';
 import { conditionHeader } from './load.js';
 import type { Condition, OperationMatch, PolicyRequest, Selector, SourceMatch } from './types.js';
 
@@ -36,6 +36,12 @@ export interface Clause {
   /** For `header` clauses, the lower-case header name. */
   readonly header?: string;
   readonly test: Pred;
+  /** Relative cost (see match.ts costOf); absent = 3. */
+  readonly cost?: number;
+}
+
+export function clauseCost(c: Clause): number {
+  return c.cost ?? 3;
 }
 
 // Several clauses of one evaluation read the namespace of the same principal: derive it once.
@@ -100,8 +106,10 @@ function positive(attr: Attr, m: Matcher): Pred | undefined {
 /** Positive: the attribute is present and matches. Negative: absent, or matches none. */
 function scalar(field: string, attr: Attr, m: Matcher, negate: boolean): Clause {
   const fast = negate ? undefined : positive(attr, m);
-  if (fast) return { field, attr, test: fast };
-  return { field, attr, test: attrTest(GETTERS[attr]!, m, negate) };
+  // The namespace is derived from the principal: a little dearer than a plain read.
+  const cost = costOf(m) + (attr === 'sourceNamespace' ? 1 : 0);
+  if (fast) return { field, attr, test: fast, cost };
+  return { field, attr, test: attrTest(GETTERS[attr]!, m, negate), cost: cost + 1 };
 }
 
 function list(field: string, attr: Attr, m: Matcher, negate: boolean): Clause {
@@ -121,7 +129,7 @@ function list(field: string, attr: Attr, m: Matcher, negate: boolean): Clause {
 function portClause(field: string, ports: readonly (number | string)[], negate: boolean): Clause {
   const set = new Set(ports.map(Number));
   const test: Pred = negate ? (r) => r.port === undefined || !set.has(r.port) : (r) => r.port !== undefined && set.has(r.port);
-  return { field, attr: 'port', test };
+  return { field, attr: 'port', test, cost: 1 };
 }
 
 const exactSet = (values: readonly string[]): Matcher => {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
+  clauseCost,
   conditionClauses,
   conjunction,
   disjunction,
@@ -74,7 +75,11 @@ export function compileRule(rule: AuthorizationPolicy['spec']['rules'] extends (
   const f = disjunction(from ? from.map(conjunction) : null);
   const t = disjunction(to ? to.map(conjunction) : null);
   const w = conjunction(when);
-  const test: Pred = from && to ? (r) => f(r) && t(r) && w(r) : from ? (r) => f(r) && w(r) : to ? (r) => t(r) && w(r) : w;
+  // The cheaper of source and operation first (an AND: the order changes only the cost). A
+  // single exact principal beats a method plus path globs; globs, namespaces and CIDRs do not.
+  const cost = (alts: readonly (readonly Clause[])[]) => alts.reduce((n, cs) => n + cs.reduce((m, c) => m + clauseCost(c), 0), 0);
+  const toFirst = from !== null && to !== null && cost(to) < cost(from);
+  const test: Pred = from && to ? (toFirst ? (r) => t(r) && f(r) && w(r) : (r) => f(r) && t(r) && w(r)) : from ? (r) => f(r) && w(r) : to ? (r) => t(r) && w(r) : w;
   return { index, from, to, when, test };
 }
 
