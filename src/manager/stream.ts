@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { WebSocketServer, type WebSocket } from 'ws';
+import * as wsModule from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../core/logger.js';
 import { Counter, Gauge, type Registry } from '../core/metrics.js';
 import {
@@ -131,7 +132,7 @@ export class StreamServer {
       conn.sub = conn.sub ?? {
         id: rec.instance,
         node: conn.node,
-        send: (m: ManagerMessage | string | Buffer) => (Buffer.isBuffer(m) ? ws.send(m, { binary: false }) : ws.send(typeof m === 'string' ? m : encode(m))),
+        send: (m: ManagerMessage | string | Buffer) => (Buffer.isBuffer(m) ? sendShared(ws, m) : ws.send(typeof m === 'string' ? m : encode(m))),
         bufferedAmount: () => ws.bufferedAmount,
       };
       hub.subscribe(conn.sub, msg.lastVersion);
@@ -203,4 +204,27 @@ export class StreamServer {
     for (const c of this.conns) c.ws.terminate();
     await new Promise<void>((r) => this.wss.close(() => r()));
   }
+}
+
+// A push that many sidecars receive byte for byte is framed once and written as one buffer per
+// socket: one TLS record and one write instead of a header and a payload each. Server frames are
+// unmasked, so the frame is the same for every connection. Only when ws has nothing queued for
+// the socket (no compression, no pending frame), so frames never interleave.
+const framed = new WeakMap<Buffer, Buffer>();
+// ws exports its frame encoder (Sender.frame); its type declarations do not name it.
+const { Sender } = wsModule as unknown as { Sender: { frame(data: Buffer, opts: object): Buffer[] } };
+type WsInternals = { _socket?: { write(b: Buffer): boolean }; _sender?: { _queue?: unknown[]; _bufferedBytes?: number } };
+
+function sendShared(ws: WebSocket, payload: Buffer): void {
+  const inner = ws as unknown as WsInternals;
+  if (ws.readyState !== WebSocket.OPEN || !inner._socket || inner._sender?._queue?.length || inner._sender?._bufferedBytes) {
+    ws.send(payload, { binary: false });
+    return;
+  }
+  let frame = framed.get(payload);
+  if (!frame) {
+    frame = Buffer.concat(Sender.frame(payload, { fin: true, rsv1: false, opcode: 1, mask: false, readOnly: true }));
+    framed.set(payload, frame);
+  }
+  inner._socket.write(frame);
 }
