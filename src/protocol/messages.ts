@@ -174,8 +174,14 @@ const managerSchema = {
 // The manager is strict about what sidecars send (additionalProperties: false); sidecars accept
 // unknown fields from a newer manager, so the two can be upgraded in either order.
 const ajv = new Ajv({ allErrors: false, strict: false });
-const validateSidecar: ValidateFunction = ajv.compile(sidecarSchema);
-const validateManager: ValidateFunction = ajv.compile(managerSchema);
+
+// One validator per frame type, chosen by `type`: a frame is checked against its own schema only
+// (not every branch of a oneOf), and the error names that schema's field.
+function byType(schema: { oneOf: Array<{ properties: { type: { const: string } } }> }): Map<string, ValidateFunction> {
+  return new Map(schema.oneOf.map((branch) => [branch.properties.type.const, ajv.compile(branch)]));
+}
+const sidecarValidators = byType(sidecarSchema as never);
+const managerValidators = byType(managerSchema as never);
 
 export class ProtocolError extends Error {
   constructor(message: string) {
@@ -184,29 +190,33 @@ export class ProtocolError extends Error {
   }
 }
 
-function parseFrame(data: string | Buffer, validate: ValidateFunction, side: string): unknown {
+function parseFrame(data: string | Buffer, validators: Map<string, ValidateFunction>, side: string): unknown {
   let msg: unknown;
   try {
     msg = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
   } catch {
     throw new ProtocolError(`${side} frame is not JSON`);
   }
+  const t = msg !== null && typeof msg === 'object' && !Array.isArray(msg) ? (msg as { type?: unknown }).type : undefined;
+  const validate = typeof t === 'string' ? validators.get(t) : undefined;
+  if (!validate) {
+    throw new ProtocolError(`invalid ${side} frame${typeof t === 'string' ? ` '${t.slice(0, 32)}'` : ''}: ${typeof t === 'string' ? 'unknown type' : '/type is required'}`);
+  }
   if (!validate(msg)) {
-    const t = msg && typeof msg === 'object' ? (msg as { type?: unknown }).type : undefined;
-    const e = (validate.errors ?? []).find((x) => x.keyword !== 'oneOf' && x.keyword !== 'const') ?? validate.errors?.[0];
-    throw new ProtocolError(`invalid ${side} frame${typeof t === 'string' ? ` '${t.slice(0, 32)}'` : ''}: ${e ? `${e.instancePath || '/'} ${e.message}` : 'schema mismatch'}`);
+    const e = validate.errors?.[0];
+    throw new ProtocolError(`invalid ${side} frame '${t as string}': ${e ? `${e.instancePath || '/'} ${e.message}` : 'schema mismatch'}`);
   }
   return msg;
 }
 
 /** Parse and validate a frame received by the manager; throws ProtocolError. */
 export function parseSidecarMessage(data: string | Buffer): SidecarMessage {
-  return parseFrame(data, validateSidecar, 'sidecar') as SidecarMessage;
+  return parseFrame(data, sidecarValidators, 'sidecar') as SidecarMessage;
 }
 
 /** Parse and validate a frame received by a sidecar; throws ProtocolError. */
 export function parseManagerMessage(data: string | Buffer): ManagerMessage {
-  return parseFrame(data, validateManager, 'manager') as ManagerMessage;
+  return parseFrame(data, managerValidators, 'manager') as ManagerMessage;
 }
 
 export function encode(msg: SidecarMessage | ManagerMessage): string {
