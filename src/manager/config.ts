@@ -28,6 +28,8 @@ export interface ManagerConfig {
   tokens: { defaultTtl: string };
   store: { compactBytes: number; auditRetain: number };
   telemetry: { maxRecordsPerMessage: number };
+  /** The live web dashboard (plain HTTP on loopback by default, admin token required). */
+  dashboard: { enabled: boolean; host: string; port: number; refreshMs: number };
   /** Tick of the risk engine's clock. */
   advanceMs: number;
   risk: Record<string, unknown>;
@@ -97,6 +99,17 @@ export const managerConfigSchema: Schema = {
       additionalProperties: false,
       default: {},
       properties: { maxRecordsPerMessage: { type: 'integer', minimum: 1, maximum: 10000, default: 5000 } },
+    },
+    dashboard: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        host: { type: 'string', default: '127.0.0.1' },
+        port: { type: 'integer', minimum: 0, maximum: 65535, default: 15080 },
+        refreshMs: { type: 'integer', minimum: 100, maximum: 60000, default: 1000 },
+      },
     },
     advanceMs: ms(1000, 10),
     risk: { ...RISK_SECTION_SCHEMA, default: {} },

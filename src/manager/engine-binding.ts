@@ -95,6 +95,13 @@ export class EngineBinding implements ZoneBackend, RiskSink {
     return this.get(id)!;
   }
 
+  async extend(id: string, ttlMs: number, reason: string, actor: string): Promise<Zone> {
+    if (!this.get(id)) throw new EtzError('ETZ_ERR_NOT_FOUND', `no zone '${id}'`);
+    this.engine.extendZone(id, ttlMs, `${reason} (${actor})`, Date.now());
+    await this.commit(`zone ${id} extended`);
+    return this.get(id)!;
+  }
+
   /** The engine runs TTLs itself in advance(). */
   async expire(): Promise<Zone[]> {
     return [];

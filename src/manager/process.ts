@@ -1,6 +1,7 @@
 import { Manager, type ManagerOptions } from './manager.js';
 import { EngineBinding } from './engine-binding.js';
 import { createEngine } from './risk/index.js';
+import { attachDashboard } from './dashboard/index.js';
 
 /**
  * Start the manager as a process: the Manager plus the engines it runs (the risk engine and
@@ -11,6 +12,7 @@ export async function startManagerProcess(opts: ManagerOptions): Promise<Manager
   const manager = await Manager.start(opts);
   try {
     attachEngine(manager);
+    await attachDashboard(manager);
   } catch (err) {
     await manager.close();
     throw err;

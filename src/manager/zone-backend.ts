@@ -19,6 +19,8 @@ export interface ZoneBackend {
   create(req: CreateZoneRequest, actor: string): Promise<Zone>;
   dissolve(id: string, reason: string, actor: string): Promise<Zone>;
   pin(id: string, pinned: boolean, actor: string): Promise<Zone>;
+  /** Push the zone's expiry `ttlMs` further (engines that run TTLs themselves). */
+  extend?(id: string, ttlMs: number, reason: string, actor: string): Promise<Zone>;
   /** Dissolve what has expired; returns the zones dissolved. */
   expire(now: number): Promise<Zone[]>;
   /** Called after every change, with the full list, to publish it. */

@@ -1,19 +1,28 @@
-import { randomBytes } from 'node:crypto';
-import type { Server } from 'node:http';
+import { createServer } from 'node:net';
 import type { Command } from '../run.js';
 import { parseCommandArgs } from '../run.js';
 import { UsageError } from '../../core/errors.js';
-import { createLogger } from '../../core/logger.js';
 
-const USAGE = `Usage: etz demo [--duration TIME] [--port N]
+const USAGE = `Usage: etz demo [--duration TIME] [--speed N] [--no-attack] [--open] [--dashboard-port N]
 
-Start a small sample application and one etz sidecar in front of it, all on loopback, and print
-how to call them. Runs until Ctrl-C (or for --duration), then stops everything.
+Run Istio's Bookinfo sample on a live etz mesh, all on loopback: the zone manager, productpage,
+details, ratings and reviews v1/v2/v3, each behind its own enrolled etz sidecar (mTLS), and an
+ingress gateway. Normal users browse; then an end user scrapes the site (> 5 requests a minute
+→ served by reviews v1 only) and a compromised reviews-v2 starts calling services it never
+called, sending far more data (→ containment zone, dissolved after the cool-down). ratings is
+labelled sensitive (isolation zone); productpage and details latency-critical (performance zone).
+The terminal tells the story; the dashboard shows it live.
 
 Options:
-      --duration TIME  stop by itself after TIME (e.g. 5s, 2m, 500ms)
-      --port N         inbound listener port (default: any free port)
-  -h, --help           show this help
+      --duration TIME      stop after TIME (e.g. 90s, 5m); default: tell the story, then run
+                           until Ctrl-C
+      --speed N            compress time N× (shorter windows and cool-downs; default 5)
+      --no-attack          normal traffic only
+      --open               print a dashboard link that signs in with the admin token
+      --dashboard-port N   dashboard port (default 15080, or any free port when it is taken)
+  -h, --help               show this help
+
+Ctrl-C stops every process the demo started.
 `;
 
 export function parseDuration(s: string): number {
@@ -24,74 +33,45 @@ export function parseDuration(s: string): number {
   return Math.round(n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000));
 }
 
-function listen(server: Server): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
 
 export const command: Command = {
-  summary: 'Start a sample app behind one sidecar on loopback and show how to call it',
+  summary: 'Run the Bookinfo demo on a live mesh: zone manager, sidecars, attack and dashboard',
   async run(argv) {
-    const parsed = parseCommandArgs(argv, { duration: { type: 'string' }, port: { type: 'string' } }, USAGE);
+    const parsed = parseCommandArgs(argv, {
+      duration: { type: 'string' },
+      speed: { type: 'string' },
+      'no-attack': { type: 'boolean' },
+      open: { type: 'boolean' },
+      'dashboard-port': { type: 'string' },
+    }, USAGE);
     if (parsed === null) return 0;
-    const durationMs = parsed.values.duration === undefined ? 0 : parseDuration(parsed.values.duration as string);
-    const port = parsed.values.port === undefined ? 0 : Number(parsed.values.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`invalid port '${parsed.values.port as string}'`);
+    const v = parsed.values;
+    const durationMs = v.duration === undefined ? 0 : parseDuration(v.duration as string);
+    const speed = v.speed === undefined ? 5 : Number(v.speed);
+    if (!Number.isFinite(speed) || speed < 0.1 || speed > 100) throw new UsageError(`invalid speed '${v.speed as string}' (a number from 0.1 to 100)`);
+    let dashboardPort = v['dashboard-port'] === undefined ? 15080 : Number(v['dashboard-port']);
+    if (!Number.isInteger(dashboardPort) || dashboardPort < 0 || dashboardPort > 65535) throw new UsageError(`invalid dashboard port '${v['dashboard-port'] as string}'`);
+    if (v['dashboard-port'] === undefined && !(await portFree(dashboardPort))) dashboardPort = 0;
 
-    const { createSampleApp } = await import('../../../examples/sample-app/server.js');
-    const { Sidecar } = await import('../../sidecar/sidecar.js');
-    const app = createSampleApp('sample-app');
-    const appPort = await listen(app);
-    const token = randomBytes(18).toString('base64url');
-    let sidecar;
+    const { runStory } = await import('../../../examples/bookinfo/story.js');
+    let onStop: () => void = () => {};
+    const stopSignal = new Promise<void>((resolve) => (onStop = resolve));
+    const stop = (): void => onStop();
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
     try {
-      sidecar = await Sidecar.start(
-        {
-          service: { name: 'sample-app', version: 'v1', instance: 'sample-app-0' },
-          inbound: { host: '127.0.0.1', port, appPort },
-          outbound: { port: 0 },
-          admin: { port: 0, token },
-          registry: { 'sample-app': { endpoints: [{ address: '127.0.0.1', port: appPort, version: 'v1' }] } },
-        },
-        { logger: createLogger({ name: 'etz-demo', level: 'warn' }) },
-      );
-    } catch (err) {
-      app.close();
-      throw err;
+      await runStory({ speed, durationMs, attack: !v['no-attack'], dashboardPort, showLoginUrl: !!v.open, out: process.stdout, stopSignal });
+    } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
     }
-    const p = sidecar.ports;
-    process.stdout.write(
-      [
-        `etz demo: sample-app on 127.0.0.1:${appPort}, its sidecar inbound :${p.inbound}, outbound :${p.outbound}, admin :${p.admin}`,
-        '',
-        'Try:',
-        `  curl -i http://127.0.0.1:${p.inbound}/                          # inbound → sample-app`,
-        `  curl -i -H 'Host: sample-app' http://127.0.0.1:${p.outbound}/    # outbound, routed by Host`,
-        `  curl -i -X POST --data-binary @package.json http://127.0.0.1:${p.inbound}/echo`,
-        `  curl -s http://127.0.0.1:${p.admin}/metrics | grep etz_requests_total`,
-        `  curl -s -H 'Authorization: Bearer ${token}' http://127.0.0.1:${p.admin}/config_dump`,
-        '',
-        durationMs > 0 ? `Stopping by itself in ${durationMs} ms.` : 'Press Ctrl-C to stop.',
-        '',
-      ].join('\n'),
-    );
-    await new Promise<void>((resolve) => {
-      const timer = durationMs > 0 ? setTimeout(resolve, durationMs) : undefined;
-      const stop = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
-    await sidecar.close({ drainMs: 2000 });
-    await new Promise<void>((resolve) => {
-      app.close(() => resolve());
-      app.closeAllConnections();
-    });
-    process.stdout.write('etz demo: stopped\n');
     return 0;
   },
 };

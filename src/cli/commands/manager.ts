@@ -63,6 +63,8 @@ export const command: Command = {
       },
     });
     process.stderr.write(`etz manager: listening on ${manager.url} (data ${manager.dataDir}, CA bundle ${manager.caFile})\n`);
+    const dashboard = await import('node:fs/promises').then((fs) => fs.readFile(`${manager.dataDir}/dashboard.json`, 'utf8')).then((t) => (JSON.parse(t) as { url: string }).url, () => undefined);
+    if (dashboard) process.stderr.write(`etz manager: dashboard on ${dashboard} (sign in with the admin token)\n`);
     return new Promise<number>((resolve) => {
       let stopping = false;
       const stop = (signal: string): void => {

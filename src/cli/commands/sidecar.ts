@@ -35,9 +35,10 @@ export const command: Command = {
     const { Sidecar } = await import('../../sidecar/sidecar.js');
     // With a `manager` section the sidecar enrolls, takes its identity and config from the manager.
     const managed = config.manager ? await (await import('../../sidecar/control/bootstrap.js')).startManagedSidecar({ ...config, manager: config.manager }) : undefined;
-    const sidecar = managed?.sidecar ?? await Sidecar.start(config);
+    const file = parsed.values.config as string | undefined;
+    const sidecar = managed?.sidecar ?? await Sidecar.start(config, { source: file ?? '(environment)' });
     const p = sidecar.ports;
-    process.stderr.write(`etz sidecar ${config.service.name}: inbound :${p.inbound} outbound :${p.outbound} admin :${p.admin}\n`);
+    process.stderr.write(`etz sidecar ${config.service.name}: inbound :${p.inbound} outbound :${p.outbound} admin :${p.admin}${config.gateway.enabled ? ` gateway :${p.gateway}` : ''}\n`);
     return new Promise<number>((resolve) => {
       let stopping = false;
       const stop = (signal: string): void => {

@@ -55,6 +55,10 @@ const schemas: Record<string, ValidateFunction> = {
     type: 'object', additionalProperties: false, required: ['reason'],
     properties: { reason: { type: 'string', minLength: 1, maxLength: 1024 } },
   }),
+  extend: ajv.compile({
+    type: 'object', additionalProperties: false, required: ['ttl', 'reason'],
+    properties: { ttl: { type: ['string', 'integer'] }, reason: { type: 'string', minLength: 1, maxLength: 1024 } },
+  }),
   pin: ajv.compile({ type: 'object', additionalProperties: false, properties: { pinned: { type: 'boolean', default: true } } }),
   token: ajv.compile({
     type: 'object',
@@ -216,6 +220,16 @@ export function registerRoutes(router: Router, ctx: ApiContext): void {
     const b = validate<{ pinned: boolean }>('pin', await r.body());
     const z = await ctx.zones().pin(r.params.id!, b.pinned, r.actor);
     await audit.record({ actor: r.actor, action: b.pinned ? 'zone.pin' : 'zone.unpin', outcome: 'ok', target: z.id });
+    return z;
+  });
+
+  router.route('POST', '/v1/zones/{id}/extend', 'admin', async (r) => {
+    const b = validate<{ ttl: string | number; reason: string }>('extend', await r.body());
+    const ms = ttlMs(b.ttl, 'ttl')!;
+    const backend = ctx.zones();
+    if (!backend.extend) throw new EtzError('ETZ_ERR_INVALID_INPUT', 'this zone backend does not extend zones');
+    const z = await backend.extend(r.params.id!, ms, b.reason, r.actor);
+    await audit.record({ actor: r.actor, action: 'zone.extend', outcome: 'ok', target: z.id, reason: b.reason, details: { ttlMs: ms, expiresAt: z.expiresAt } });
     return z;
   });
 

@@ -1,0 +1,338 @@
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readFile, writeFile, access } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { ManagerClient } from '../../src/manager/api-client.js';
+import { BOOKINFO, appKey, type AppSpec, type AppsMessage } from './apps.js';
+
+/**
+ * Starts the whole Bookinfo mesh as real processes on loopback: the zone manager (`etz manager`),
+ * the six applications (one child process), one `etz sidecar` per application, each enrolled
+ * with its own one-time bootstrap token, and an enrolled ingress gateway. Ports are all ephemeral
+ * and read back from what each process reports.
+ */
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const APPS = fileURLToPath(new URL('./apps-main.js', import.meta.url));
+const TRUST_DOMAIN = 'etz.local';
+const spiffe = (service: string): string => `spiffe://${TRUST_DOMAIN}/ns/default/sa/${service}`;
+
+export interface MeshTiming {
+  /** Risk scoring window. */
+  windowMs: number;
+  /** Per-principal detector window (the paper's one minute). */
+  principalWindowMs: number;
+  coolDownMs: number;
+  warmupWindows: number;
+}
+
+/** Time compressed by `speed`: windows, cool-downs and flags shrink, thresholds stay. */
+export function timingFor(speed: number): MeshTiming {
+  return {
+    windowMs: Math.max(1000, Math.round(10_000 / speed)),
+    principalWindowMs: Math.max(2000, Math.round(60_000 / speed)),
+    coolDownMs: Math.max(5000, Math.round(300_000 / speed)),
+    warmupWindows: 6,
+  };
+}
+
+export function managerConfig(dataDir: string, t: MeshTiming, dashboardPort: number): Record<string, unknown> {
+  return {
+    dataDir,
+    trustDomain: TRUST_DOMAIN,
+    listen: { host: '127.0.0.1', port: 0 },
+    dashboard: { enabled: true, host: '127.0.0.1', port: dashboardPort },
+    advanceMs: Math.max(100, Math.round(t.windowMs / 4)),
+    pubsub: { heartbeatMs: 2000, debounceMs: 20 },
+    risk: {
+      windowMs: t.windowMs,
+      allowedLatenessMs: Math.min(5000, Math.round(t.windowMs / 2)),
+      warmupWindows: t.warmupWindows,
+            // Labels draw the standing zones; `allow` names each service's known callers, the ones an
+      // isolation zone still admits.
+      services: {
+        ratings: { labels: ['sensitive'], allow: ['reviews'] },
+        productpage: { labels: ['latency-critical'], allow: ['ingress-gateway'] },
+        details: { labels: ['latency-critical'], allow: ['productpage'] },
+        reviews: { allow: ['productpage'] },
+      },
+      principals: {
+        scraping: { maxRequests: 5, windowMs: t.principalWindowMs, action: 'route', to: { service: 'reviews', version: 'v1' } },
+        // Off in the demo: a zone's 403 further down a user's call chain would count against the
+        // user, and the demo has no credential stuffing to show.
+        authFailures: { enabled: false },
+        flagTtlMs: t.principalWindowMs * 3,
+      },
+    },
+    zones: {
+      containment: { coolDownMs: t.coolDownMs, ttlMs: Math.max(60_000, t.coolDownMs * 6) },
+      isolation: { coolDownMs: t.coolDownMs },
+      performance: { coolDownMs: t.coolDownMs },
+    },
+  };
+}
+
+/** Mesh-wide resources the sidecars get on their first config version. */
+export function meshResources(t: MeshTiming): Record<string, unknown> {
+  return {
+    routes: {
+      detector: { threshold: 5, windowMs: t.principalWindowMs, ttlMs: t.principalWindowMs * 3 },
+      rules: [
+        {
+          name: 'reviews',
+          hosts: ['reviews'],
+          route: [{ subset: { version: 'v1' }, weight: 34 }, { subset: { version: 'v2' }, weight: 33 }, { subset: { version: 'v3' }, weight: 33 }],
+          suspicious: { subset: { version: 'v1' } },
+        },
+      ],
+    },
+    // Each end user may open the product page 10 times per detector window at the edge.
+    rateLimits: [{ name: 'per-user', key: 'principal', requests: 10, periodMs: t.principalWindowMs, directions: ['gateway'] }],
+  };
+}
+
+export interface Proc {
+  name: string;
+  child: ChildProcess;
+  stderr: string;
+}
+
+export interface SidecarProc extends Proc {
+  spec: AppSpec | undefined;
+  ports: { inbound: number; outbound: number; gateway: number };
+}
+
+export interface MeshHandles {
+  dir: string;
+  managerUrl: string;
+  dashboardUrl: string;
+  adminToken: string;
+  admin: ManagerClient;
+  gatewayUrl: string;
+  sidecars: SidecarProc[];
+  apps: ChildProcess;
+  appPorts: Record<string, number>;
+  manager: Proc;
+  send(m: AppsMessage): void;
+  stats(): Promise<Record<string, number>>;
+  stop(): Promise<void>;
+}
+
+function spawnCli(name: string, args: string[], onLine?: (line: string) => void): Proc {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ETZ_LOG_LEVEL: process.env.ETZ_LOG_LEVEL ?? 'warn' } });
+  const p: Proc = { name, child, stderr: '' };
+  let buf = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => {
+    // Keep a bounded tail for error messages.
+    p.stderr = (p.stderr + d).slice(-8192);
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      onLine?.(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  return p;
+}
+
+function waitFor<T>(p: Proc, what: string, pick: (line: string) => T | undefined, timeoutMs = 30_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error(`${p.name}: timed out waiting for ${what}\n${p.stderr}`)), timeoutMs);
+    const onData = (d: string): void => {
+      for (const line of d.split('\n')) {
+        const v = pick(line);
+        if (v !== undefined) return done(undefined, v);
+      }
+    };
+    const onExit = (code: number | null): void => done(new Error(`${p.name} exited (${code}) before ${what}:\n${p.stderr}`));
+    function done(err?: Error, v?: T): void {
+      clearTimeout(timer);
+      p.child.stderr!.off('data', onData);
+      p.child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve(v as T);
+    }
+    p.child.stderr!.on('data', onData);
+    p.child.once('exit', onExit);
+  });
+}
+
+async function waitFile(file: string, timeoutMs: number, proc: Proc): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await access(file);
+      return await readFile(file, 'utf8');
+    } catch {
+      if (proc.child.exitCode !== null) throw new Error(`${proc.name} exited (${proc.child.exitCode}):\n${proc.stderr}`);
+      if (Date.now() > end) throw new Error(`${proc.name}: ${file} did not appear`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+export function stopProc(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+export interface StartMeshOptions {
+  dir: string;
+  timing: MeshTiming;
+  dashboardPort?: number;
+  onStep?: (msg: string) => void;
+}
+
+export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
+  const step = o.onStep ?? (() => {});
+  await mkdir(o.dir, { recursive: true });
+  const dataDir = join(o.dir, 'manager');
+  const cfgFile = join(o.dir, 'manager.json');
+  await writeFile(cfgFile, JSON.stringify(managerConfig(dataDir, o.timing, o.dashboardPort ?? 0), null, 2));
+  const procs: Proc[] = [];
+  let apps: ChildProcess | undefined;
+  const stopAll = async (): Promise<void> => {
+    // Sidecars first (newest first), then the apps and the manager.
+    await Promise.all(procs.filter((p) => p.name !== 'manager').map((p) => stopProc(p.child)));
+    if (apps) {
+      if (apps.connected) apps.send({ type: 'stop' });
+      await stopProc(apps);
+    }
+    await Promise.all(procs.filter((p) => p.name === 'manager').map((p) => stopProc(p.child)));
+  };
+  try {
+    const manager = spawnCli('manager', ['manager', '--config', cfgFile]);
+    procs.push(manager);
+    const endpoint = JSON.parse(await waitFile(join(dataDir, 'endpoint.json'), 30_000, manager)) as { url: string; caFile: string };
+    const dash = JSON.parse(await waitFile(join(dataDir, 'dashboard.json'), 30_000, manager)) as { url: string };
+    const adminToken = (await readFile(join(dataDir, 'admin-token'), 'utf8')).trim();
+    const caPem = await readFile(endpoint.caFile, 'utf8');
+    const admin = new ManagerClient({ url: endpoint.url, ca: caPem, token: adminToken });
+    step(`zone manager up at ${endpoint.url} (CA created, admin token in ${join(dataDir, 'admin-token')})`);
+
+    for (const [type, items] of Object.entries(meshResources(o.timing))) await admin.call('PUT', `/v1/resources/${type}`, { items });
+
+    apps = fork(APPS, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const appsChild = apps;
+    const appPorts = await new Promise<Record<string, number>>((resolve, reject) => {
+      appsChild.once('message', (m: { type: string; ports: Record<string, number> }) => resolve(m.ports));
+      appsChild.once('exit', (c) => reject(new Error(`bookinfo apps exited (${c})`)));
+    });
+    step(`bookinfo apps listening: ${Object.entries(appPorts).map(([k, p]) => `${k} :${p}`).join(', ')}`);
+
+    const sidecars: SidecarProc[] = [];
+    const inbound = new Map<string, Array<{ port: number; version: string; instance: string }>>();
+    const registryFor = (services: string[]): Record<string, unknown> => Object.fromEntries(services.filter((s) => inbound.has(s)).map((s) => [s, {
+      endpoints: inbound.get(s)!.map((e) => ({ address: '127.0.0.1', port: e.port, version: e.version, instance: e.instance })),
+      spiffeId: spiffe(s),
+    }]));
+    const startSidecar = async (name: string, version: string, body: Record<string, unknown>, spec?: AppSpec): Promise<SidecarProc> => {
+      const instance = `${name}-${version}`;
+      const { token } = await admin.call<{ token: string }>('POST', '/v1/tokens', { scope: { service: name }, uses: 1, ttl: '10m', description: `etz demo ${instance}` });
+      const dir = join(o.dir, 'sidecars', instance);
+      await mkdir(dir, { recursive: true });
+      const file = join(dir, 'sidecar.json');
+      await writeFile(file, JSON.stringify({
+        service: { name, version, instance },
+        outbound: { port: 0 },
+        admin: { enabled: false },
+        logging: { level: 'warn' },
+        ...body,
+        manager: { url: endpoint.url, caFile: endpoint.caFile, bootstrapToken: token, dataDir: join(dir, 'data'), telemetry: { flushMs: Math.max(100, Math.round(o.timing.windowMs / 5)) } },
+      }, null, 2), { mode: 0o600 });
+      const p = spawnCli(instance, ['sidecar', '--config', file]);
+      procs.push(p);
+      const ports = await waitFor(p, 'its listeners', (line) => {
+        const m = /^etz sidecar \S+: inbound :(\d+|null|undefined) outbound :(\d+|null|undefined).*?(?: gateway :(\d+))?$/.exec(line);
+        return m ? { inbound: Number(m[1]) || 0, outbound: Number(m[2]) || 0, gateway: Number(m[3]) || 0 } : undefined;
+      });
+      const s: SidecarProc = { ...p, spec, ports };
+      sidecars.push(s);
+      return s;
+    };
+    // Every inbound port is reserved first, so each registry can name every sidecar it may call
+    // and all sidecars start at once.
+    const reserved = new Map(await Promise.all(BOOKINFO.map(async (spec) => [appKey(spec), await freePort()] as const)));
+    for (const spec of BOOKINFO) {
+      const list = inbound.get(spec.service) ?? [];
+      list.push({ port: reserved.get(appKey(spec))!, version: spec.version, instance: appKey(spec) });
+      inbound.set(spec.service, list);
+    }
+    const calls: Record<string, string[]> = {
+      'productpage-v1': ['details', 'reviews'],
+      'details-v1': [],
+      'reviews-v1': ['ratings'],
+      // reviews-v2 may reach more than it needs: what a compromised build would try first.
+      'reviews-v2': ['ratings', 'details', 'productpage', 'reviews'],
+      'reviews-v3': ['ratings'],
+      'ratings-v1': [],
+    };
+    await Promise.all(BOOKINFO.map(async (spec) => {
+      const s = await startSidecar(spec.service, spec.version, {
+        inbound: { host: '127.0.0.1', port: reserved.get(appKey(spec)), appPort: appPorts[appKey(spec)] },
+        registry: registryFor(calls[appKey(spec)] ?? []),
+      }, spec);
+      step(`sidecar ${appKey(spec)} enrolled as ${spiffe(spec.service)}, inbound :${s.ports.inbound} (mTLS STRICT)`);
+    }));
+    const gw = await startSidecar('ingress-gateway', 'v1', {
+      inbound: { enabled: false },
+      outbound: { enabled: false },
+      gateway: { enabled: true, host: '127.0.0.1', port: 0 },
+      registry: registryFor(['productpage']),
+      resources: {},
+    });
+    step(`ingress gateway enrolled, listening on http://127.0.0.1:${gw.ports.gateway}`);
+
+    const outPorts = Object.fromEntries(sidecars.filter((s) => s.spec).map((s) => [appKey(s.spec!), s.ports.outbound]));
+    appsChild.send({ type: 'outbound', ports: outPorts } satisfies AppsMessage);
+
+    return {
+      dir: o.dir,
+      managerUrl: endpoint.url,
+      dashboardUrl: dash.url,
+      adminToken,
+      admin,
+      gatewayUrl: `http://127.0.0.1:${gw.ports.gateway}`,
+      sidecars,
+      apps: appsChild,
+      appPorts,
+      manager,
+      send: (m) => {
+        if (appsChild.connected) appsChild.send(m);
+      },
+      stats: () => new Promise((resolve) => {
+        if (!appsChild.connected) return resolve({});
+        const t = setTimeout(() => resolve({}), 2000);
+        appsChild.once('message', (m: { type: string; refused: Record<string, number> }) => {
+          clearTimeout(t);
+          resolve(m.refused ?? {});
+        });
+        appsChild.send({ type: 'stats' } satisfies AppsMessage);
+      }),
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
