@@ -56,6 +56,8 @@ async function startSidecar(dir: string, name: string, appPort: number, resource
       admin: { enabled: false },
       logging: { level: 'warn' },
       telemetry: { enabled: false },
+      // Plaintext from the load generator: the policies are measured, not the TLS handshake.
+      tls: { mode: 'DISABLE' },
       resources,
     }),
   );
