@@ -28,7 +28,9 @@ function nextId(): string {
 const filter: HttpFilter = Object.freeze({
   name: 'request-id',
   onRequest(ctx: RequestContext) {
-    if (ctx.id === '') (ctx as Ctx).id = nextId();
+    // At the gateway an external client's id is never kept (as Envoy at the edge): the mesh counts
+    // a user's requests once per id, and a reused id must not hide a scraper.
+    if (ctx.id === '' || ctx.direction === 'gateway') (ctx as Ctx).id = nextId();
     return undefined;
   },
 });
