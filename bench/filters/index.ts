@@ -78,6 +78,8 @@ async function startSidecar(dir: string, name: string, ports: number[], resource
     admin: { enabled: false },
     logging: { level: 'warn' },
     telemetry: { enabled: false },
+    // Plaintext to plain upstreams: the filters are measured, not the TLS handshake.
+    tls: { mode: 'DISABLE' },
     registry: { reviews: { endpoints: ports.map((p, i) => ({ address: '127.0.0.1', port: p, version: `v${i + 1}` })) } },
     resources,
   };

@@ -53,6 +53,8 @@ async function startEtz(dir: string, upstreamPort: number): Promise<Target> {
       'admin: { enabled: false }',
       'logging: { level: warn }',
       'telemetry: { enabled: false }',
+      // Plaintext, like the nginx and http-proxy it is compared with.
+      'tls: { mode: DISABLE }',
       '',
     ].join('\n'),
   );

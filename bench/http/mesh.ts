@@ -91,7 +91,7 @@ async function startPair(dir: string, appPort: number, mtls: boolean): Promise<{
   const bPort = await freePort();
   const aPort = await freePort();
   const RV = 'spiffe://etz.local/ns/default/sa/bench';
-  const tls = (who: string) => (mtls ? [`tls: { certFile: ${join(dir, who, 'cert.pem')}, keyFile: ${join(dir, who, 'key.pem')}, caFile: ${join(dir, who, 'ca.pem')} }`] : []);
+  const tls = (who: string) => (mtls ? [`tls: { certFile: ${join(dir, who, 'cert.pem')}, keyFile: ${join(dir, who, 'key.pem')}, caFile: ${join(dir, who, 'ca.pem')} }`] : ['tls: { mode: DISABLE }']);
   const b = await sidecar(dir, `b-${mtls}`, [
     'service: { name: bench, version: v1 }',
     `inbound: { host: 127.0.0.1, port: ${bPort}, appPort: ${appPort} }`,

@@ -37,6 +37,8 @@ export interface SidecarOptions {
    * the config's `tls` section or its defaults. Without it, `tls` files or caDir provide one.
    */
   identity?: WorkloadIdentity;
+  /** The config's file name, named by config errors (default '(sidecar config)'). */
+  source?: string;
   /** Filter registry override, for tests of the chain machinery. */
   filters?: readonly FilterFactory[];
   extraResources?: Readonly<Record<string, Schema>>;
@@ -82,10 +84,11 @@ export class SidecarEngine {
   }
 
   static async start(input: unknown, opts: SidecarOptions = {}): Promise<SidecarEngine> {
-    const config = validateConfig<SidecarConfig>('(sidecar config)', sidecarSchema, structuredClone(input));
+    const source = opts.source ?? '(sidecar config)';
+    const config = validateConfig<SidecarConfig>(source, sidecarSchema, structuredClone(input));
     const engine = new SidecarEngine(config, opts);
     try {
-      engine.#tls = await setupSidecarTls(config, { ...(opts.identity ? { identity: opts.identity } : {}), registry: engine.registry, logger: engine.logger });
+      engine.#tls = await setupSidecarTls(config, { ...(opts.identity ? { identity: opts.identity } : {}), source, registry: engine.registry, logger: engine.logger });
       await engine.#listen();
     } catch (err) {
       await engine.#destroy();
@@ -141,7 +144,7 @@ export class SidecarEngine {
 
   async #listen(): Promise<void> {
     const c = this.config;
-    const resources = validateResources(c.resources, this.#filters, this.#extra, '(sidecar config)');
+    const resources = validateResources(c.resources, this.#filters, this.#extra, this.#opts.source ?? '(sidecar config)');
     for (const direction of DIRECTIONS) {
       const lc = c[direction];
       if (!lc.enabled) continue;

@@ -117,7 +117,7 @@ test("the image's HEALTHCHECK passes against a live sidecar and fails without on
   const cmd = JSON.parse(hc.slice(hc.indexOf('CMD ') + 4)) as string[];
   assert.equal(cmd[0], 'node');
   const cfg = join(work, 'sidecar.json');
-  await writeFile(cfg, JSON.stringify({ service: { name: 'hc' }, inbound: { port: 0, appPort: 9 }, outbound: { port: 0 }, admin: { port: 0 }, logging: { level: 'warn' } }), { mode: 0o644 });
+  await writeFile(cfg, JSON.stringify({ service: { name: 'hc' }, inbound: { port: 0, appPort: 9 }, outbound: { port: 0 }, admin: { port: 0 }, logging: { level: 'warn' }, tls: { mode: 'DISABLE' } }), { mode: 0o644 });
   const child = spawn(asProxy[0] ?? process.execPath, [...asProxy.slice(1), ...(asProxy.length ? [process.execPath] : []), join(rt, 'dist/src/cli/main.js'), 'sidecar', '--config', cfg], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   const admin = await new Promise<number>((resolve, reject) => {

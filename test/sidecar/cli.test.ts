@@ -64,7 +64,7 @@ test('an invalid config exits 2 naming the file, the field and the reason', () =
     assert.equal(broken.code, 2);
     assert.match(broken.stderr, /cannot parse/);
 
-    await writeFile(file, 'service:\n  name: reviews\nresources:\n  bogus: 1\n');
+    await writeFile(file, 'service:\n  name: reviews\ntls: { mode: DISABLE }\nresources:\n  bogus: 1\n');
     const res = await run(['sidecar', '--config', file]);
     assert.equal(res.code, 2);
     assert.match(res.stderr, /\/resources\/bogus: is not a known resource/);
@@ -110,7 +110,7 @@ test('SIGTERM drains: the request in flight completes, then the process exits 0'
     const file = join(dir, 'sidecar.yaml');
     await writeFile(
       file,
-      `service: { name: reviews }\ninbound: { host: 127.0.0.1, port: 0, appPort: ${up.port} }\noutbound: { port: 0 }\nadmin: { port: 0 }\nlogging: { level: warn }\ndrain: { timeoutMs: 5000 }\n`,
+      `service: { name: reviews }\ninbound: { host: 127.0.0.1, port: 0, appPort: ${up.port} }\noutbound: { port: 0 }\nadmin: { port: 0 }\nlogging: { level: warn }\ndrain: { timeoutMs: 5000 }\ntls: { mode: DISABLE }\n`,
     );
     const child: ChildProcess = spawn(process.execPath, [MAIN, 'sidecar', '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -140,7 +140,7 @@ test('the access log, when on, writes one JSON line per request with its id', ()
     const file = join(dir, 'sidecar.yaml');
     await writeFile(
       file,
-      `service: { name: reviews }\ninbound: { host: 127.0.0.1, port: 0, appPort: ${up.port} }\noutbound: { enabled: false }\nadmin: { enabled: false }\nlogging: { level: warn, accessLog: true }\n`,
+      `service: { name: reviews }\ninbound: { host: 127.0.0.1, port: 0, appPort: ${up.port} }\noutbound: { enabled: false }\nadmin: { enabled: false }\nlogging: { level: warn, accessLog: true }\ntls: { mode: DISABLE }\n`,
     );
     const child = spawn(process.execPath, [MAIN, 'sidecar', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

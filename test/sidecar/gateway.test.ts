@@ -90,6 +90,7 @@ async function withMesh(gatewayExtra: Record<string, unknown>, fn: (m: Mesh) => 
       admin: { port: 0 },
       logging: { level: 'silent' },
       telemetry: { enabled: true },
+      tls: { mode: 'DISABLE' },
       registry: { productpage: { endpoints: [{ address: '127.0.0.1', port: productpage.port, version: 'v1' }] } },
       ...gatewayExtra,
       resources: {
@@ -241,6 +242,7 @@ test('etz gateway: a real process serves, drains on SIGTERM; a bad config exits 
         'gateway: { host: 127.0.0.1, port: 0 }',
         'admin: { enabled: false }',
         'logging: { level: warn }',
+        'tls: { mode: DISABLE }',
         'registry:',
         `  web: { endpoints: [{ address: 127.0.0.1, port: ${app.port} }] }`,
         'resources:',

@@ -65,7 +65,7 @@ function defaultHandler(req: IncomingMessage, res: ServerResponse, body: Buffer)
   res.end(JSON.stringify({ method: req.method, url: req.url, bytes: body.length }));
 }
 
-/** A sidecar on ephemeral loopback ports with the given overrides merged in. */
+/** A sidecar on ephemeral loopback ports with the given overrides merged in (plaintext unless `tls` or an identity is given). */
 export async function startSidecar(appPort: number, extra: Record<string, unknown> = {}, opts: SidecarOptions = {}): Promise<Sidecar> {
   const base: Record<string, unknown> = {
     service: { name: 'reviews', version: 'v1', instance: 'reviews-0' },
@@ -77,6 +77,9 @@ export async function startSidecar(appPort: number, extra: Record<string, unknow
   for (const [k, v] of Object.entries(extra)) {
     base[k] = v !== null && typeof v === 'object' && !Array.isArray(v) && typeof base[k] === 'object' ? { ...(base[k] as object), ...(v as object) } : v;
   }
+  // mTLS is the sidecar's default and needs an identity; tests that pass neither a `tls` section
+  // nor an identity mean a plaintext sidecar, so they say so.
+  if (!('tls' in extra) && opts.identity === undefined) base.tls = { mode: 'DISABLE' };
   // `undefined` in an override removes the field (e.g. the admin token).
   return Sidecar.start(JSON.parse(JSON.stringify(base)) as Record<string, unknown>, { logger: nullLogger, registry: createRegistry(), ...opts });
 }

@@ -99,7 +99,7 @@ async function handshakeCount(): Promise<number> {
 test('config: an invalid tls section names the field; tls without an identity source is refused', async () => {
   await assert.rejects(startSidecar(1, { tls: { mode: 'SOMETIMES' } }), /\/tls\/mode/);
   await assert.rejects(startSidecar(1, { tls: { certFile: '/nonexistent' } }), /\/tls/);
-  await assert.rejects(startSidecar(1, { tls: {} }), /mTLS needs an identity/);
+  await assert.rejects(startSidecar(1, { tls: {} }), /\/tls: mTLS is STRICT but the sidecar has no identity.*tls\.mode: DISABLE explicitly/);
 });
 
 function etz(args: string[]): Promise<{ code: number; out: string }> {

@@ -30,7 +30,7 @@ test('a 1 GiB upload passes with flat sidecar memory', { skip: process.platform 
   });
   const dir = await mkdtemp(join(tmpdir(), 'etz-upload-'));
   const file = join(dir, 'sidecar.yaml');
-  await writeFile(file, `service: { name: sink }\ninbound: { host: 127.0.0.1, port: 0, appPort: ${up.port} }\noutbound: { enabled: false }\nadmin: { port: 0 }\nlogging: { level: warn }\n`);
+  await writeFile(file, `service: { name: sink }\ninbound: { host: 127.0.0.1, port: 0, appPort: ${up.port} }\noutbound: { enabled: false }\nadmin: { port: 0 }\nlogging: { level: warn }\ntls: { mode: DISABLE }\n`);
   const child = spawn(process.execPath, [MAIN, 'sidecar', '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c));

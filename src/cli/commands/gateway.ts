@@ -35,7 +35,7 @@ export const command: Command = {
       process.stdout.write(`${JSON.stringify(redact(config), null, 2)}\n`);
       return 0;
     }
-    const gateway = await startGateway(config);
+    const gateway = await startGateway(config, { source: (parsed.values.config as string | undefined) ?? '(environment)' });
     const p = gateway.ports;
     process.stderr.write(`etz gateway ${config.service.name}: ${config.gateway.tls ? 'https' : 'http'} :${p.gateway} admin :${p.admin}\n`);
     return new Promise<number>((resolve) => {

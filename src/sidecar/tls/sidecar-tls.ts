@@ -19,8 +19,10 @@ import { WorkloadIdentity } from './workload-identity.js';
 
 /**
  * Wires mesh mTLS into a sidecar: builds (or takes) the workload identity, and gives the engine
- * its inbound server factory and per-direction upstream transport. Null when the config has no
- * `tls` section and no identity was passed: the sidecar then runs plaintext, as configured.
+ * its inbound server factory and per-direction upstream transport. mTLS is the default whether or
+ * not the config has a `tls` section: without an identity source the sidecar refuses to start.
+ * Null only when the config says `tls.mode: DISABLE` and there is no identity: the sidecar then
+ * runs plaintext, because it was told to.
  */
 export interface SidecarTls {
   readonly identity: WorkloadIdentity;
@@ -32,6 +34,8 @@ export interface SidecarTls {
 
 export interface SidecarTlsOptions {
   identity?: WorkloadIdentity;
+  /** The config's file name, for errors (ConfigError names file, field and reason). */
+  source?: string;
   registry: Registry;
   logger: Logger;
 }
@@ -43,8 +47,13 @@ const DEFAULTS: MeshTlsConfig = {
 
 export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOptions): Promise<SidecarTls | null> {
   const section = (config as SidecarConfig & { tls?: Partial<MeshTlsConfig> }).tls;
-  if (section === undefined && opts.identity === undefined) return null;
+  const source = opts.source ?? '(sidecar config)';
   const c: MeshTlsConfig = { ...DEFAULTS, ...section };
+  if (opts.identity === undefined && c.mode === 'DISABLE' && !c.certFile && !c.caDir) {
+    // Only an explicit `mode: DISABLE` gets here (the default is STRICT), so plaintext is a choice.
+    opts.logger.warn({ mode: c.mode }, 'mesh mTLS is DISABLED (tls.mode: DISABLE): mesh traffic is not authenticated or encrypted, inbound and outbound');
+    return null;
+  }
   const settings: TlsSettings = { ...DEFAULT_TLS, minVersion: c.minVersion, cipherSuites: c.cipherSuites };
   const spiffeId = c.spiffeId ?? `spiffe://${c.trustDomain}/ns/${config.service.namespace}/sa/${config.service.name}`;
   try {
@@ -76,10 +85,10 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
       handles.push({ close: () => watcher.stop() });
     } else if (c.caDir) {
       const ca = await loadCa(c.caDir);
-      if (ca.trustDomain !== c.trustDomain) throw new ConfigError('(sidecar config)', '/tls/caDir', `the CA serves trust domain '${ca.trustDomain}', not '${c.trustDomain}'`);
+      if (ca.trustDomain !== c.trustDomain) throw new ConfigError(source, '/tls/caDir', `the CA serves trust domain '${ca.trustDomain}', not '${c.trustDomain}'`);
       identity = await WorkloadIdentity.fromLocalCa(ca, spiffeId, { ...common, ttlMs: c.certTtlMs });
-    } else if (c.mode !== 'DISABLE' || c.originate) {
-      throw new ConfigError('(sidecar config)', '/tls', 'mTLS needs an identity: set certFile/keyFile/caFile, or caDir, or enroll with the zone manager; or set mode: DISABLE and originate: false for plaintext');
+    } else {
+      throw new ConfigError(source, '/tls', `mTLS is ${c.mode} ${section === undefined ? 'by default ' : ''}but the sidecar has no identity: set tls.certFile/keyFile/caFile (etz ca issue), or tls.caDir, or a manager section to enroll with the zone manager; to run without mTLS say tls.mode: DISABLE explicitly`);
     }
   }
   if (identity !== undefined && identity.spiffeId !== spiffeId && c.spiffeId !== undefined) {
@@ -101,6 +110,9 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
     }
     : null;
 
+  if (c.mode === 'DISABLE') {
+    opts.logger.warn({ identity: identity!.spiffeId, originate: c.originate }, 'inbound mTLS is DISABLED (tls.mode: DISABLE): inbound mesh traffic is not authenticated');
+  }
   opts.logger.info({ identity: identity?.spiffeId, mode: c.mode, originate: c.originate && identity !== undefined }, 'mesh mTLS configured');
   return {
     identity: identity!,
