@@ -1,5 +1,6 @@
 import { ConfigError, EtzError } from '../core/errors.js';
 import { flattenDocuments, policyId, validatePolicyDocuments } from '../policy/load.js';
+import { checkConflicts } from '../policy/lint.js';
 import type { PolicyDocument } from '../policy/types.js';
 import type { ConfigHub } from './pubsub/hub.js';
 import { COLL, type Store } from './store/store.js';
@@ -41,8 +42,12 @@ export class PolicyService {
     return typed;
   }
 
-  /** Apply one document (PUT …/{id}: id must match) or several (POST). */
-  async apply(id: string | undefined, raw: unknown, opts: { dryRun?: boolean } = {}): Promise<{ applied: string[]; warnings: string[]; dryRun: boolean }> {
+  /**
+   * Apply one document (PUT …/{id}: id must match) or several (POST). Conflicts with the stored
+   * set are refused here too (ETZ_ERR_POLICY_CONFLICT, 409) unless forced: the API is the one
+   * way in, so a client that skips the CLI's own check cannot slip a clashing set past it.
+   */
+  async apply(id: string | undefined, raw: unknown, opts: { dryRun?: boolean; force?: boolean } = {}): Promise<{ applied: string[]; warnings: string[]; conflicts: number; dryRun: boolean }> {
     const docs = this.lint(raw);
     if (id !== undefined && (docs.length !== 1 || policyId(docs[0]!) !== id)) {
       throw new EtzError('ETZ_ERR_INVALID_INPUT', `/metadata/name: the document is '${docs.map(policyId).join(', ')}' but the path names '${id}'`);
@@ -54,11 +59,14 @@ export class PolicyService {
       }
     }
     const applied = docs.map(policyId);
+    const replacing = new Set(applied);
+    const findings = checkConflicts([...this.list().filter((d) => !replacing.has(policyId(d))), ...docs], { force: !!opts.force, involving: replacing });
+    for (const f of findings) warnings.push(`applied despite conflict [${f.kind}] ${f.message}`);
     if (!opts.dryRun) {
       await this.store.batch(docs.map((d) => ({ op: 'put' as const, coll: COLL.policies, key: policyId(d), value: d })));
       this.publish(`policy ${applied.join(', ')} applied`);
     }
-    return { applied, warnings, dryRun: !!opts.dryRun };
+    return { applied, warnings, conflicts: findings.length, dryRun: !!opts.dryRun };
   }
 
   async remove(id: string): Promise<boolean> {

@@ -75,3 +75,20 @@ test('check without -f explains against the policies in force in the manager', a
   assert.match(r.stdout, /^DENY: denied by policy deny-pp rule 0 \(DENY\)/);
   assert.match(r.stdout, /allow-pp\s+ALLOW\s+rule 0: MATCHED/);
 });
+
+test('the API itself refuses a conflicting set with 409 unless ?force=true, whatever the client', async () => {
+  const pp = 'spiffe://etz.local/ns/default/sa/productpage';
+  const items = [
+    { apiVersion: 'etz.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'api-allow' }, spec: { selector: { service: 'ratings' }, action: 'ALLOW', rules: [{ from: [{ principals: [pp] }] }] } },
+    { apiVersion: 'etz.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'api-deny' }, spec: { selector: { service: 'ratings' }, action: 'DENY', rules: [{ from: [{ principals: [pp] }] }] } },
+  ];
+  const before = (await mgr.admin.call<{ items: unknown[] }>('GET', '/v1/policies')).items.length;
+  await assert.rejects(mgr.admin.call('POST', '/v1/policies', { items }), (err: Error & { code?: string; status?: number }) => {
+    assert.match(`${err.message} ${err.code ?? ''} ${err.status ?? ''}`, /ETZ_ERR_POLICY_CONFLICT|409/);
+    return true;
+  });
+  assert.equal((await mgr.admin.call<{ items: unknown[] }>('GET', '/v1/policies')).items.length, before, 'nothing stored');
+  const forced = await mgr.admin.call<{ applied: string[]; conflicts: number }>('POST', '/v1/policies?force=true', { items });
+  assert.deepEqual(forced.applied, ['api-allow', 'api-deny']);
+  assert.ok(forced.conflicts >= 1);
+});

@@ -213,7 +213,7 @@ const apply: Sub = async (argv) => {
   const replacing = new Set(docs.map(key));
   const findings = checkConflicts([...held.filter((d) => !replacing.has(key(d))), ...docs], { force: !!v.force, involving: new Set(docs.map(policyId)) });
   for (const f of findings) process.stderr.write(`etz: applying despite conflict [${f.kind}] ${f.message}\n`);
-  const res = await client.call<{ applied: string[]; warnings: string[]; dryRun: boolean; configVersion?: number }>('POST', `/v1/policies${v['dry-run'] ? '?dryRun=true' : ''}`, { items: docs });
+  const res = await client.call<{ applied: string[]; warnings: string[]; dryRun: boolean; configVersion?: number }>('POST', `/v1/policies?dryRun=${v['dry-run'] ? 'true' : 'false'}&force=${v.force ? 'true' : 'false'}`, { items: docs });
   if (v.json) process.stdout.write(`${JSON.stringify({ ...res, conflicts: findings }, null, 2)}\n`);
   else {
     for (const w of res.warnings) process.stderr.write(`etz: warning: ${w}\n`);

@@ -179,14 +179,14 @@ export function registerRoutes(router: Router, ctx: ApiContext): void {
   router.route('PUT', '/v1/policies/{name*}', 'admin', async (r) => {
     const doc = await r.body();
     const dryRun = r.query.get('dryRun') === 'true';
-    const res = await ctx.policies.apply(r.params.name!, doc, { dryRun });
+    const res = await ctx.policies.apply(r.params.name!, doc, { dryRun, force: r.query.get('force') === 'true' });
     if (!dryRun) await audit.record({ actor: r.actor, action: 'policy.apply', outcome: 'ok', target: r.params.name!, details: { warnings: res.warnings.length } });
     return { ...res, configVersion: hub.currentVersion };
   });
   router.route('POST', '/v1/policies', 'admin', async (r) => {
     const body = (await r.body()) as { items?: unknown } | undefined;
     const dryRun = r.query.get('dryRun') === 'true';
-    const res = await ctx.policies.apply(undefined, body && Array.isArray(body.items) ? body.items : body, { dryRun });
+    const res = await ctx.policies.apply(undefined, body && Array.isArray(body.items) ? body.items : body, { dryRun, force: r.query.get('force') === 'true' });
     if (!dryRun) await audit.record({ actor: r.actor, action: 'policy.apply', outcome: 'ok', target: res.applied.join(','), details: { warnings: res.warnings.length } });
     return { ...res, configVersion: hub.currentVersion };
   });
