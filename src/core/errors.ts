@@ -64,6 +64,7 @@ export const ERRORS = {
   ETZ_ERR_POLICY_CONFLICT: { status: 409, summary: 'A policy set has conflicting rules (duplicate, shadowed, allow covered by deny, contradiction); refused unless forced.' },
   ETZ_ERR_POLICY_IMPORT: { status: 0, summary: 'An Istio or Kubernetes policy uses a field etz cannot map; the message names the field (exit status 2).' },
   ETZ_ERR_ZONE_DENIED: { status: 403, summary: 'An ephemeral trust zone (containment or isolation) denied the request; the reason names the zone.' },
+  ETZ_ERR_THREAT_INTEL_BLOCKED: { status: 403, summary: 'The source IP, peer identity or end-user principal matches a threat-intel indicator whose severity is set to deny.' },
   ETZ_ERR_ZONE_NOT_FOUND: { status: 404, summary: 'No ephemeral trust zone with that id (it may have been dissolved).' },
   ETZ_ERR_ZONE_INVALID: { status: 400, summary: 'A zone operation was refused: unknown type, no members, missing reason, bad TTL, or a duplicate zone.' },
   ETZ_ERR_RECORD_INVALID: { status: 400, summary: 'A telemetry, vulnerability or threat-intel record or feed failed validation; the message names the line and field.' },

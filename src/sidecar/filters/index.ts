@@ -10,6 +10,7 @@ import { rateLimitFilter } from './rate-limit.js';
 import { authorizationFilter } from './authorization.js';
 import { networkPolicyFilter } from './network-policy.js';
 import { zoneRulesFilter } from './zone-rules.js';
+import { threatIntelFilter } from './threat-intel.js';
 import { routingFilter, principalsSchema } from '../routing/filter.js';
 
 /**
@@ -24,6 +25,7 @@ export const FILTERS: readonly FilterFactory<any>[] = [
   metricsFilter,
   identityFilter,
   principalFilter,
+  threatIntelFilter,
   zoneRulesFilter,
   authorizationFilter,
   networkPolicyFilter,
