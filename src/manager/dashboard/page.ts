@@ -37,7 +37,7 @@ button{background:#334155;color:var(--text);border:1px solid #475569;border-radi
 <main>
 <div class="col">
 <section id="graph"><h2>Service graph</h2>
-<div class="legend"><span><i class="z-containment"></i>containment</span><span><i class="z-isolation"></i>isolation</span><span><i class="z-performance"></i>performance</span><span>🔒 mTLS</span><span>edge label: requests/s · error rate</span></div>
+<div class="legend"><span><i class="z-containment"></i>containment</span><span><i class="z-isolation"></i>isolation</span><span><i class="z-performance"></i>performance</span><span>mTLS: mutual TLS between sidecars</span><span>edge label: requests/s · error rate</span></div>
 <svg id="g" viewBox="0 0 900 480" role="img" aria-label="service graph"></svg></section>
 <section id="risk"><h2>Risk (services, instances, end users)</h2><table><thead><tr><th>subject</th><th>score</th><th>timeline</th><th>why</th></tr></thead><tbody id="riskrows"></tbody></table></section>
 </div>
@@ -67,8 +67,9 @@ function layout(nodes, edges) {
   const known = new Set(names);
   const es = edges.filter((e) => known.has(e.source) && known.has(e.destination) && e.source !== e.destination);
   for (let i = 0; i < names.length; i++) for (const e of es) if (depth[e.destination] < depth[e.source] + 1 && depth[e.source] + 1 < names.length) depth[e.destination] = depth[e.source] + 1;
+  // Well-known roles keep their column, so an attack's new edges do not reshuffle the picture.
   const preferred = { "ingress-gateway": 0, productpage: 1, details: 2, reviews: 2, ratings: 3 };
-  for (const n of names) if (!es.some((e) => e.source === n || e.destination === n) && n in preferred) depth[n] = preferred[n];
+  for (const n of names) if (n in preferred) depth[n] = preferred[n];
   const cols = {};
   for (const n of names) (cols[depth[n]] = cols[depth[n]] || []).push(n);
   const ncol = Math.max(1, Object.keys(cols).length);
@@ -103,11 +104,14 @@ function drawGraph(s) {
     const a = pos[e.source], b = pos[e.destination];
     if (!a || !b || e.source === e.destination) continue;
     const dx = b.x - a.x, dy = b.y - a.y, len = Math.hypot(dx, dy) || 1;
-    const sx = a.x + (dx / len) * (W / 2), sy = a.y + (dy / len) * (H / 2), tx = b.x - (dx / len) * (W / 2 + 2), ty = b.y - (dy / len) * (H / 2 + 2);
+    // Calls both ways are drawn side by side (offset to the right of their direction).
+    const both = s.edges.some((r) => r.source === e.destination && r.destination === e.source);
+    const ox = both ? (-dy / len) * 9 : 0, oy = both ? (dx / len) * 9 : 0;
+    const sx = a.x + (dx / len) * (W / 2) + ox, sy = a.y + (dy / len) * (H / 2) + oy, tx = b.x - (dx / len) * (W / 2 + 2) + ox, ty = b.y - (dy / len) * (H / 2 + 2) + oy;
     const bad = e.errorRate >= 0.05;
     const g = el("g", { class: "edge", "data-edge": e.source + "->" + e.destination });
     g.append(el("line", { x1: sx, y1: sy, x2: tx, y2: ty, stroke: bad ? "#ef4444" : "#94a3b8", "stroke-width": Math.min(6, 1 + Math.log2(1 + e.rps)), "marker-end": "url(#arr)" }));
-    g.append(el("text", { x: (sx + tx) / 2, y: (sy + ty) / 2 - 5, "text-anchor": "middle", style: "font-size:11px;fill:" + (bad ? "#fca5a5" : "#cbd5e1") }, (e.mtls ? "🔒 " : "") + e.rps.toFixed(1) + "/s · " + pct(e.errorRate)));
+    g.append(el("text", { x: (sx + tx) / 2 + ox * 1.6, y: (sy + ty) / 2 - 5 + oy * 1.6, "text-anchor": "middle", style: "font-size:11px;fill:" + (bad ? "#fca5a5" : "#cbd5e1") }, (e.mtls ? "mTLS " : "") + e.rps.toFixed(1) + "/s · " + pct(e.errorRate)));
     svg.append(g);
   }
   for (const n of s.nodes) {

@@ -137,7 +137,7 @@ export class Dashboard {
       }
       if (!path.startsWith('/api/')) throw new EtzError('ETZ_ERR_NOT_FOUND', `no page ${path}`);
       if (!this.authorized(req)) throw new EtzError('ETZ_ERR_UNAUTHENTICATED', 'the dashboard needs the admin token');
-      if (path === '/api/state' && req.method === 'GET') return json(res, 200, await this.state.snapshot());
+      if (path === '/api/state' && req.method === 'GET') return json(res, 200, await this.state.snapshot(true));
       if (path === '/api/events' && req.method === 'GET') return this.subscribe(req, res);
       const action = /^\/api\/zones\/([^/]+)\/(dissolve|extend|pin|unpin)$/.exec(path);
       if (action && req.method === 'POST') {
