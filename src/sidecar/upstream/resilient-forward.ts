@@ -183,7 +183,9 @@ function dispatchOptions(x: Exchange, headers: string[]): Dispatcher.DispatchOpt
     // One request per connection: the connection closes after this exchange.
     ...(x.route.traffic.circuit.limits.maxRequestsPerConnection === 1 ? { reset: true } : {}),
     method: ctx.method as Dispatcher.HttpMethod,
-    path: ctx.req.url ?? '/',
+    // The origin-form target the core computed: an absolute-form request target (a client
+    // configured with the sidecar as its HTTP proxy) must not go upstream as it came.
+    path: ctx.url,
     headers,
     body: body as Dispatcher.DispatchOptions['body'],
     // Retries are decided here, never by undici on its own.
