@@ -24,7 +24,7 @@ export const ERRORS = {
   ETZ_ERR_UPSTREAM_TIMEOUT: { status: 504, summary: 'The upstream did not answer within the connect, first-byte or request timeout.' },
   ETZ_ERR_UPSTREAM_RESET: { status: 502, summary: 'The upstream closed or reset the connection before a complete response.' },
   ETZ_ERR_REQUEST_TIMEOUT: { status: 408, summary: 'The client did not send the whole request within the request or idle timeout.' },
-  ETZ_ERR_DRAINING: { status: 503, summary: 'The sidecar is shutting down and accepts no new requests.' },
+  ETZ_ERR_DRAINING: { status: 503, summary: 'The sidecar is shutting down and its drain deadline passed before the upstream answered; sent with connection: close.' },
 
   // -- identity / mTLS ------------------------------------------------------------------------
   ETZ_ERR_CSR_INVALID: { status: 400, summary: 'A certificate signing request was refused: unparsable, bad signature, weak key, or not exactly one SPIFFE URI SAN.' },

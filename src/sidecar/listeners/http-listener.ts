@@ -133,10 +133,37 @@ export class HttpListener {
       await Promise.race([idle, deadline]);
       clearInterval(sweep);
       clearTimeout(timer);
+      if (this.#inflight > 0) await this.#answerUnserved();
     }
     for (const s of this.#sockets) s.destroy();
     this.server.closeAllConnections();
     await closed;
+  }
+
+  /**
+   * The drain deadline passed: a request whose response has not started cannot be served any
+   * more. Its client gets 503 ETZ_ERR_DRAINING (with connection: close) instead of a bare reset,
+   * so it knows why and may try another instance; the upstream exchange is stopped. Responses
+   * already streaming are cut as before: their status line is out.
+   */
+  async #answerUnserved(): Promise<void> {
+    const sent: Promise<unknown>[] = [];
+    for (const s of this.#sockets) {
+      const res = (s as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (!(res instanceof ServerResponse) || res.headersSent || res.writableEnded) continue;
+      const ctx = (res as CtxResponse)[kCtx];
+      if (ctx === undefined || ctx.done) continue;
+      sent.push(new Promise((resolve) => {
+        res.once('close', resolve);
+        res.once('finish', resolve);
+      }));
+      replyLocal(ctx, localReply('ETZ_ERR_DRAINING', 'the sidecar is shutting down and its drain deadline passed before the upstream answered'), true);
+    }
+    if (sent.length === 0) return;
+    // A short, bounded wait for the replies to reach the sockets; then everything closes.
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(sent), new Promise((resolve) => (t = setTimeout(resolve, 1000)))]);
+    clearTimeout(t);
   }
 
   /** Immediate stop, for a failed start. */
