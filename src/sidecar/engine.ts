@@ -16,6 +16,7 @@ import { transportFor, type UpstreamTransport } from './upstream/transport.js';
 import { sidecarMetrics, type SidecarMetrics } from './metrics.js';
 import { selfInfo, type TelemetrySink } from './telemetry.js';
 import { setupSidecarTls, type SidecarTls } from './tls/sidecar-tls.js';
+import { closeInstance } from './routing/instance-state.js';
 import type { WorkloadIdentity } from './tls/workload-identity.js';
 
 /**
@@ -243,6 +244,7 @@ export class SidecarEngine {
     await Promise.all(this.#slots.map((s) => s.connector.destroy()));
     for (const s of this.#slots) this.metrics.connectors.delete(s.gauge);
     this.#tls?.close();
+    await closeInstance(this.registry);
     await this.#closeAdmin();
   }
 
@@ -262,6 +264,7 @@ export class SidecarEngine {
       this.metrics.connectors.delete(s.gauge);
     }
     this.#tls?.close();
+    await closeInstance(this.registry);
     if (this.#admin?.listening) await this.#closeAdmin();
   }
 }

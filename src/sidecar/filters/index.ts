@@ -11,6 +11,7 @@ import { authorizationFilter } from './authorization.js';
 import { networkPolicyFilter } from './network-policy.js';
 import { zoneRulesFilter } from './zone-rules.js';
 import { threatIntelFilter } from './threat-intel.js';
+import { riskScoringFilter } from './risk-scoring.js';
 import { routingFilter, principalsSchema } from '../routing/filter.js';
 
 /**
@@ -30,6 +31,7 @@ export const FILTERS: readonly FilterFactory<any>[] = [
   authorizationFilter,
   networkPolicyFilter,
   rateLimitFilter,
+  riskScoringFilter,
   routingFilter,
   routerFilter,
 ];

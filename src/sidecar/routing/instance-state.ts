@@ -52,3 +52,20 @@ export function gauge<L extends string>(
   if (existing) return existing as Gauge<L>;
   return new Gauge({ name, help, labelNames: [...labelNames], registers: [registry], ...(collect ? { collect } : {}) });
 }
+
+const closers = new WeakMap<object, (() => Promise<void> | void)[]>();
+
+/** Run `fn` when the instance owning `owner` closes (worker pools, timers that outlive versions). */
+export function onInstanceClose(owner: object, fn: () => Promise<void> | void): void {
+  const list = closers.get(owner);
+  if (list) list.push(fn);
+  else closers.set(owner, [fn]);
+}
+
+/** Called by the sidecar engine once, on close: releases what onInstanceClose registered. */
+export async function closeInstance(owner: object): Promise<void> {
+  const list = closers.get(owner);
+  if (!list) return;
+  closers.delete(owner);
+  await Promise.allSettled(list.map((fn) => fn()));
+}
