@@ -59,7 +59,7 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
   try {
     parseSpiffeId(spiffeId);
   } catch (err) {
-    throw new ConfigError('(sidecar config)', '/tls/spiffeId', (err as Error).message);
+    throw new ConfigError(source, '/tls/spiffeId', (err as Error).message);
   }
   const common = { metrics: opts.registry, logger: opts.logger, settings, renewFraction: c.renewFraction };
   const handles: Array<{ close(): void }> = [];
@@ -91,36 +91,38 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
       throw new ConfigError(source, '/tls', `mTLS is ${c.mode} ${section === undefined ? 'by default ' : ''}but the sidecar has no identity: set tls.certFile/keyFile/caFile (etz ca issue), or tls.caDir, or a manager section to enroll with the zone manager; to run without mTLS say tls.mode: DISABLE explicitly`);
     }
   }
-  if (identity !== undefined && identity.spiffeId !== spiffeId && c.spiffeId !== undefined) {
-    throw new EtzError('ETZ_ERR_TLS_MATERIAL', `the certificate is for '${identity.spiffeId}' but tls.spiffeId is '${spiffeId}'`);
+  // Every branch above gave an identity or threw; a const keeps that for the closures below.
+  const id: WorkloadIdentity = identity;
+  if (id.spiffeId !== spiffeId && c.spiffeId !== undefined) {
+    throw new EtzError('ETZ_ERR_TLS_MATERIAL', `the certificate is for '${id.spiffeId}' but tls.spiffeId is '${spiffeId}'`);
   }
-  const trustDomains = [identity ? identity.spiffeId.slice(9).split('/')[0]! : c.trustDomain, ...c.trustDomains];
+  const trustDomains = [id.spiffeId.slice(9).split('/')[0]!, ...c.trustDomains];
   const plaintext = new Set(c.plaintextServices);
 
-  const transport: UpstreamTransport | null = identity !== undefined && c.originate
+  const transport: UpstreamTransport | null = c.originate
     ? {
       // Constant across rotations: pools (and their warm connections) survive a new certificate;
       // the connector picks the new one up for new connections.
-      key: `mtls:${identity.spiffeId}:${[...plaintext].sort().join(',')}`,
+      key: `mtls:${id.spiffeId}:${[...plaintext].sort().join(',')}`,
       protocol: 'http:',
       connectOptions: () => ({}),
       connector: (_ep: Endpoint, cluster: Cluster, base: ConnectBase) => (plaintext.has(cluster.name)
         ? undefined
-        : createMtlsConnector({ identity: identity!, trustDomains, metrics: opts.registry, logger: opts.logger }, cluster.spiffeId, base)),
+        : createMtlsConnector({ identity: id, trustDomains, metrics: opts.registry, logger: opts.logger }, cluster.spiffeId, base)),
     }
     : null;
 
   if (c.mode === 'DISABLE') {
-    opts.logger.warn({ identity: identity!.spiffeId, originate: c.originate }, 'inbound mTLS is DISABLED (tls.mode: DISABLE): inbound mesh traffic is not authenticated');
+    opts.logger.warn({ identity: id.spiffeId, originate: c.originate }, 'inbound mTLS is DISABLED (tls.mode: DISABLE): inbound mesh traffic is not authenticated');
   }
-  opts.logger.info({ identity: identity?.spiffeId, mode: c.mode, originate: c.originate && identity !== undefined }, 'mesh mTLS configured');
+  opts.logger.info({ identity: id.spiffeId, mode: c.mode, originate: c.originate }, 'mesh mTLS configured');
   return {
-    identity: identity!,
+    identity: id,
     config: c,
     serverFactory(direction, sc) {
       const server = createListenerServer(direction, sc);
-      if (direction === 'inbound' && identity !== undefined && c.mode !== 'DISABLE') {
-        handles.push(attachInboundMtls(server, { mode: c.mode, identity, trustDomains, metrics: opts.registry, logger: opts.logger }));
+      if (direction === 'inbound' && c.mode !== 'DISABLE') {
+        handles.push(attachInboundMtls(server, { mode: c.mode, identity: id, trustDomains, metrics: opts.registry, logger: opts.logger }));
       }
       return server;
     },
@@ -130,7 +132,7 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
     },
     close() {
       for (const h of handles) h.close();
-      if (owned) identity?.stop();
+      if (owned) id.stop();
     },
   };
 }
