@@ -26,6 +26,7 @@ export class EngineBinding implements ZoneBackend, RiskSink {
   private timer: NodeJS.Timeout | undefined;
   private dirty = false;
   private ticking = false;
+  private commitQueued = false;
   private readonly rejected: Counter;
   private readonly unsubscribe: () => void;
 
@@ -133,12 +134,27 @@ export class EngineBinding implements ZoneBackend, RiskSink {
   private onEvent(e: EngineEvent): void {
     if (e.event === 'risk') return;
     this.dirty = true;
+    this.commitSoon();
     const entry = e.event === 'alert'
       ? { action: 'alert', target: e.subject ? JSON.stringify(e.subject) : undefined, reason: e.message, details: { severity: e.severity } }
       : e.event === 'principal.flagged' || e.event === 'principal.cleared'
         ? { action: e.event, target: e.principal, reason: e.reason, ...(e.event === 'principal.flagged' ? { details: { action: e.action, ...(e.to ? { to: e.to } : {}) } } : {}) }
         : { action: e.event, target: e.zone.id, reason: 'reason' in e ? e.reason : 'zone' in e && 'reason' in e.zone ? e.zone.reason : undefined, details: { zone: e.zone } };
     void this.o.audit.record({ actor: 'risk-engine', outcome: 'ok', ...entry } as Parameters<AuditLog['record']>[0]).catch((err: Error) => this.o.logger.error({ err }, 'audit write failed'));
+  }
+
+  /**
+   * Scores from the worker arrive after tick() has returned: push the zones they changed now,
+   * not on the next tick. Events of one step are coalesced into one commit.
+   */
+  private commitSoon(): void {
+    if (this.commitQueued || this.ticking || !this.timer) return;
+    this.commitQueued = true;
+    setImmediate(() => {
+      this.commitQueued = false;
+      if (!this.dirty || !this.timer) return;
+      this.commit('risk engine').catch((err: unknown) => this.o.logger.error({ err }, 'engine state not saved'));
+    });
   }
 
   private async commit(reason: string): Promise<void> {

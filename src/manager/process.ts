@@ -1,6 +1,8 @@
 import { Manager, type ManagerOptions } from './manager.js';
 import { EngineBinding } from './engine-binding.js';
 import { createEngine } from './risk/index.js';
+import { startFeedReloader } from './risk/feed-loader.js';
+import { createAlertSink } from './zones/alerts.js';
 import { attachDashboard } from './dashboard/index.js';
 
 /**
@@ -21,13 +23,26 @@ export async function startManagerProcess(opts: ManagerOptions): Promise<Manager
 }
 
 export function attachEngine(manager: Manager): EngineBinding {
-  const binding = new EngineBinding(createEngine(manager.engineConfig), {
-    store: manager.store, audit: manager.audit, logger: manager.logger, metrics: manager.metrics, advanceMs: manager.config.advanceMs,
+  const cfg = manager.engineConfig;
+  const logger = manager.logger;
+  // The live manager scores in a worker thread, off the loop that serves the API and pub/sub;
+  // `etz replay` keeps scoring inline so its output stays deterministic.
+  const engine = createEngine(cfg, { worker: true, onError: (err) => logger.error({ err }, 'risk scoring step failed') });
+  const binding = new EngineBinding(engine, {
+    store: manager.store, audit: manager.audit, logger, metrics: manager.metrics, advanceMs: manager.config.advanceMs,
   });
+  const alerts = createAlertSink(cfg.alerts, logger);
+  const unsubscribe = engine.on((e) => alerts.handle(e));
+  const feeds = startFeedReloader(engine, cfg.risk.feeds, logger);
   manager.setRiskSink(binding);
   manager.setZoneBackend(binding);
   binding.mount(manager.router);
   binding.start();
-  manager.onClose(() => binding.close());
+  manager.onClose(async () => {
+    binding.close();
+    feeds.close();
+    unsubscribe();
+    await engine.close();
+  });
   return binding;
 }
