@@ -73,7 +73,7 @@ test('an invalid config exits 2 naming the file, the field and the reason', () =
 test('ETZ_SIDECAR_* environment variables override config fields', () =>
   withDir(async (dir) => {
     const file = join(dir, 'sidecar.yaml');
-    await writeFile(file, 'service:\n  name: reviews\ninbound:\n  appPort: 9080\n');
+    await writeFile(file, 'service:\n  name: reviews\ninbound:\n  appPort: 9080\ntls: { mode: DISABLE }\n');
     const r = await run(['sidecar', '-c', file, '--check'], { ETZ_SIDECAR_INBOUND__APP_PORT: '9999', ETZ_SIDECAR_ADMIN__TOKEN: 'a-very-secret-admin-token' });
     assert.equal(r.code, 0, r.stderr);
     const cfg = JSON.parse(r.stdout);

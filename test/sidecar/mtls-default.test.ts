@@ -61,18 +61,31 @@ test('no tls section and no identity: start is refused at /tls, naming the sourc
   // PERMISSIVE still accepts mTLS, so it needs an identity as much as STRICT does.
   await assert.rejects(Sidecar.start(bare({ tls: { mode: 'PERMISSIVE' } }), { logger: nullLogger, registry: createRegistry() }), (e: unknown) =>
     e instanceof ConfigError && e.field === '/tls' && /PERMISSIVE but/.test(e.message));
+  // Half of the static material is no identity either, whatever the mode.
+  await assert.rejects(Sidecar.start(bare({ tls: { mode: 'DISABLE', certFile: 'cert.pem' } }), { logger: nullLogger, registry: createRegistry() }), (e: unknown) =>
+    e instanceof ConfigError && e.field === '/tls' && /keyFile and caFile missing/.test(e.message));
 });
 
-test('etz sidecar without an identity exits 2 naming the file and /tls', async () => {
+function etz(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN, ...args], { timeout: 30_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+test('etz sidecar without an identity exits 2 naming the file and /tls, at start and with --check', async () => {
   const file = join(dir, 'no-identity.yaml');
   await writeFile(file, `service: { name: reviews }\ninbound: { host: 127.0.0.1, port: 0, appPort: ${app.port} }\noutbound: { port: 0 }\nadmin: { port: 0 }\n`);
-  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    execFile(process.execPath, [MAIN, 'sidecar', '--config', file], { timeout: 30_000 }, (err, _out, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }));
-  });
-  assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr, new RegExp(`^etz: invalid config: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: /tls: mTLS is STRICT by default but the sidecar has no identity`, 'm'));
-  assert.match(r.stderr, /ETZ_ERR_CONFIG_INVALID/);
+  const expected = new RegExp(`^etz: invalid config: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: /tls: mTLS is STRICT by default but the sidecar has no identity.*\\[ETZ_ERR_CONFIG_INVALID\\]$`, 'm');
+  for (const args of [['sidecar', '--config', file], ['sidecar', '--config', file, '--check']]) {
+    const r = await etz(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, expected);
+  }
+  await writeFile(file, `service: { name: reviews }\ntls: { mode: DISABLE }\n`);
+  const ok = await etz(['sidecar', '--config', file, '--check']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(JSON.parse(ok.stdout).tls.mode, 'DISABLE');
 });
 
 test('tls.mode: DISABLE said explicitly: plaintext works both ways and one warning says so', async () => {

@@ -25,8 +25,13 @@ export const command: Command = {
     const parsed = parseCommandArgs(argv, { config: { type: 'string', short: 'c' }, check: { type: 'boolean' } }, USAGE, true);
     if (parsed === null) return 0;
     if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument '${parsed.positionals[0]}'`);
-    const config = await loadSidecarConfig(parsed.values.config as string | undefined);
+    const file = parsed.values.config as string | undefined;
+    const config = await loadSidecarConfig(file);
     if (parsed.values.check) {
+      // A file that would be refused at start (mTLS without an identity source) fails the check too.
+      const { identitySourceError } = await import('../../sidecar/tls/sidecar-tls.js');
+      const noIdentity = identitySourceError(config, file ?? '(environment)', config.manager !== undefined);
+      if (noIdentity) throw noIdentity;
       const shown = structuredClone(config);
       if (shown.admin.token) shown.admin.token = '[redacted]';
       process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
@@ -35,7 +40,6 @@ export const command: Command = {
     const { Sidecar } = await import('../../sidecar/sidecar.js');
     // With a `manager` section the sidecar enrolls, takes its identity and config from the manager.
     const managed = config.manager ? await (await import('../../sidecar/control/bootstrap.js')).startManagedSidecar({ ...config, manager: config.manager }) : undefined;
-    const file = parsed.values.config as string | undefined;
     const sidecar = managed?.sidecar ?? await Sidecar.start(config, { source: file ?? '(environment)' });
     const p = sidecar.ports;
     process.stderr.write(`etz sidecar ${config.service.name}: inbound :${p.inbound} outbound :${p.outbound} admin :${p.admin}${config.gateway.enabled ? ` gateway :${p.gateway}` : ''}\n`);

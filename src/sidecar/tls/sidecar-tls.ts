@@ -45,6 +45,24 @@ const DEFAULTS: MeshTlsConfig = {
   cipherSuites: DEFAULT_TLS.cipherSuites, originate: true, plaintextServices: [], trustDomains: [], watchIntervalMs: 10_000,
 };
 
+/**
+ * The rule that a sidecar which would speak mTLS has an identity source: an identity passed in
+ * code (`hasIdentity`, e.g. enrollment), cert/key/CA files or a caDir. Only an explicit
+ * `tls.mode: DISABLE` runs without one. Shared with `etz sidecar --check`, so a file that would be
+ * refused at start is refused there too.
+ */
+export function identitySourceError(config: SidecarConfig, source: string, hasIdentity: boolean): ConfigError | undefined {
+  const t = config.tls as Partial<MeshTlsConfig> | undefined;
+  const mode = t?.mode ?? 'STRICT';
+  const files = (['certFile', 'keyFile', 'caFile'] as const).filter((f) => t?.[f] !== undefined);
+  if (files.length > 0 && files.length < 3) {
+    const missing = ['certFile', 'keyFile', 'caFile'].filter((f) => !(files as readonly string[]).includes(f));
+    return new ConfigError(source, '/tls', `certFile, keyFile and caFile go together: ${missing.join(' and ')} missing`);
+  }
+  if (hasIdentity || files.length === 3 || t?.caDir || mode === 'DISABLE') return undefined;
+  return new ConfigError(source, '/tls', `mTLS is ${mode} ${t === undefined ? 'by default ' : ''}but the sidecar has no identity: set tls.certFile/keyFile/caFile (etz ca issue), or tls.caDir, or a manager section to enroll with the zone manager; to run without mTLS say tls.mode: DISABLE explicitly`);
+}
+
 export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOptions): Promise<SidecarTls | null> {
   const section = (config as SidecarConfig & { tls?: Partial<MeshTlsConfig> }).tls;
   const source = opts.source ?? '(sidecar config)';
@@ -88,7 +106,8 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
       if (ca.trustDomain !== c.trustDomain) throw new ConfigError(source, '/tls/caDir', `the CA serves trust domain '${ca.trustDomain}', not '${c.trustDomain}'`);
       identity = await WorkloadIdentity.fromLocalCa(ca, spiffeId, { ...common, ttlMs: c.certTtlMs });
     } else {
-      throw new ConfigError(source, '/tls', `mTLS is ${c.mode} ${section === undefined ? 'by default ' : ''}but the sidecar has no identity: set tls.certFile/keyFile/caFile (etz ca issue), or tls.caDir, or a manager section to enroll with the zone manager; to run without mTLS say tls.mode: DISABLE explicitly`);
+      // Neither DISABLE (returned above) nor a source: the shared rule names what to configure.
+      throw identitySourceError(config, source, false)!;
     }
   }
   // Every branch above gave an identity or threw; a const keeps that for the closures below.
