@@ -7,6 +7,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   interception: () => import('./interception/index.js'),
   policy: () => import('./policy/index.js'),
   risk: () => import('./risk/index.js'),
+  intel: () => import('./intel/index.js'),
   'control-plane': () => import('./control-plane/index.js'),
 };
 

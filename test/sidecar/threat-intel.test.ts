@@ -4,7 +4,7 @@ import { Agent, request } from 'node:http';
 import { ConfigError } from '../../src/core/errors.js';
 import { createRegistry } from '../../src/core/metrics.js';
 import { validateConfig } from '../../src/config/load.js';
-import { ipv6ToBigInt } from '../../src/sidecar/filters/intel-index.js';
+import { ipv4ToInt, ipv6ToHex } from '../../src/sidecar/filters/intel-index.js';
 import { INTEL_ATTR, compileIntel, intelSchema, threatIntelFilter, type IntelMatch, type IntelResource } from '../../src/sidecar/filters/threat-intel.js';
 import type { LocalReply } from '../../src/sidecar/filter.js';
 import { delay, startSidecar, startUpstream } from './helpers.js';
@@ -50,8 +50,15 @@ test('IPv4 and IPv6 prefixes: longest live prefix wins, mapped IPv4 and expiry a
   assert.equal(ix.matchIp('2001:db9::1', now), undefined);
   assert.equal(ix.matchIp('192.0.2.1', now)?.severity, 'high');
   assert.equal(ix.matchIp('192.0.2.1', now + 10), undefined, 'expired at request time');
-  assert.equal(ipv6ToBigInt('::ffff:1.2.3.4'), 0xffff01020304n);
-  assert.equal(ipv6ToBigInt('1::2::3'), null);
+  assert.equal(ipv6ToHex('::ffff:1.2.3.4'), '00000000000000000000ffff01020304');
+  assert.equal(ipv6ToHex('1::2::3'), null);
+  assert.equal(ipv4ToInt('10.0.0.256'), null);
+  assert.equal(ipv4ToInt('1.2.3'), null);
+  assert.equal(ipv4ToInt('255.255.255.255'), 0xffffffff);
+  // A prefix that ends inside a hex digit (/30 cuts the 8th digit).
+  const odd = compileIntel([{ type: 'cidr', value: '2001:db8::/30', severity: 'low' }], now);
+  assert.ok(odd.matchIp('2001:dbb::1', now));
+  assert.equal(odd.matchIp('2001:dbc::1', now), undefined);
 });
 
 test('bad indicators are refused with the field named', () => {
