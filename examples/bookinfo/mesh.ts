@@ -57,6 +57,9 @@ export function managerConfig(dataDir: string, t: MeshTiming, dashboardPort: num
         details: { labels: ['latency-critical'], allow: ['productpage'] },
         reviews: { allow: ['productpage'] },
       },
+      // An operator rule on top of the learned baselines: no Bookinfo service calls more than two
+      // others, so one that does is suspicious for as long as it does.
+      rules: [{ name: 'wide-fan-out', subject: 'service', feature: 'fanOut', above: 2, points: 25 }],
       principals: {
         scraping: { maxRequests: 5, windowMs: t.principalWindowMs, action: 'route', to: { service: 'reviews', version: 'v1' } },
         // Off in the demo: a zone's 403 further down a user's call chain would count against the
