@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
@@ -86,6 +87,18 @@ test('etz sidecar without an identity exits 2 naming the file and /tls, at start
   const ok = await etz(['sidecar', '--config', file, '--check']);
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(JSON.parse(ok.stdout).tls.mode, 'DISABLE');
+});
+
+test('etz gateway --check: no identity source into the mesh is refused at /tls; the example config passes', async () => {
+  const file = join(dir, 'gateway.yaml');
+  await writeFile(file, 'service: { name: ingress-gateway }\ngateway: { host: 127.0.0.1, port: 0 }\n');
+  const r = await etz(['gateway', '--config', file, '--check']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /gateway\.yaml: \/tls: mTLS is STRICT by default but the sidecar has no identity/);
+  const example = fileURLToPath(new URL('../../../config/gateway.yaml', import.meta.url));
+  const ok = await etz(['gateway', '--config', example, '--check']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(JSON.parse(ok.stdout).tls.mode, 'STRICT');
 });
 
 test('tls.mode: DISABLE said explicitly: plaintext works both ways and one warning says so', async () => {

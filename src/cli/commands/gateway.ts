@@ -30,6 +30,11 @@ export const command: Command = {
     const { loadGatewayConfig, startGateway } = await import('../../sidecar/gateway/gateway.js');
     const config = await loadGatewayConfig(parsed.values.config as string | undefined);
     if (parsed.values.check) {
+      // Into the mesh the gateway speaks mTLS by default: no identity source fails the check as at
+      // start (the gateway does not enroll, so only tls files or caDir count).
+      const { identitySourceError } = await import('../../sidecar/tls/sidecar-tls.js');
+      const noIdentity = identitySourceError(config, (parsed.values.config as string | undefined) ?? '(environment)', false);
+      if (noIdentity) throw noIdentity;
       // Tokens, JWT secrets and keys never reach the terminal.
       const { redact } = await import('../../sidecar/listeners/admin.js');
       process.stdout.write(`${JSON.stringify(redact(config), null, 2)}\n`);
