@@ -8,6 +8,7 @@ import { Sidecar } from '../sidecar.js';
 import { tlsMaterialFromPem } from '../tls/material.js';
 import { WorkloadIdentity } from '../tls/workload-identity.js';
 import { ControlClient } from './client.js';
+import { RESOURCE_TYPES } from '../../protocol/messages.js';
 import type { SidecarManagerConfig } from './config.js';
 
 /**
@@ -59,12 +60,16 @@ export async function startManagedSidecar(config: SidecarConfig & { manager: Sid
     await control.close();
     throw err;
   }
+  // Resource keys the manager's protocol does not carry (e.g. riskScoring) stay as the local
+  // config set them: a pushed version replaces only what the manager can push.
+  const pushable: ReadonlySet<string> = new Set(RESOURCE_TYPES);
+  const localOnly = Object.fromEntries(Object.entries(sidecar.config.resources).filter(([k]) => !pushable.has(k)));
   await control.attach({
     // The trust bundle reaches the TLS layer with each certificate the identity renews; the
     // filter chain gets everything else.
     applyResources: (resources, version) => {
       const { trustBundle: _tb, ...rest } = resources;
-      return sidecar.applyResources(rest, version);
+      return sidecar.applyResources({ ...localOnly, ...rest }, version);
     },
   });
   return {
