@@ -126,29 +126,40 @@ class ThreatIntelFilter implements HttpFilter, ConnectionAdmission {
   }
 
   onRequest(ctx: RequestContext): LocalReply | undefined {
+    // No closure or allocation on a miss: candidates are compared in place.
     let best: CompiledIndicator | undefined;
     let on: IntelMatch['on'] = 'ip';
     let now = 0;
-    const consider = (ind: CompiledIndicator | undefined, where: IntelMatch['on']) => {
-      if (ind !== undefined && (best === undefined || rank(ind) > rank(best))) {
-        best = ind;
-        on = where;
-      }
-    };
     if (this.#ip) {
       now = Date.now();
-      consider(this.#ix.matchIp(ctx.remoteAddress, now), 'ip');
+      best = this.#ix.matchIp(ctx.remoteAddress, now);
       if (this.#xff && ctx.direction === 'gateway') {
         const h = rawHeader(ctx.req.rawHeaders, 'x-forwarded-for');
         if (h !== undefined) {
           const comma = h.indexOf(',');
           const first = (comma < 0 ? h : h.slice(0, comma)).trim();
-          if (first.length > 0) consider(this.#ix.matchIp(first, now), 'forwarded-ip');
+          const m = first.length > 0 ? this.#ix.matchIp(first, now) : undefined;
+          if (m !== undefined && (best === undefined || rank(m) > rank(best))) {
+            best = m;
+            on = 'forwarded-ip';
+          }
         }
       }
     }
-    if (this.#id && ctx.peer !== undefined) consider(this.#ix.matchIdentity(ctx.peer.spiffeId, now || (now = Date.now())), 'identity');
-    if (this.#principal && ctx.principal !== undefined) consider(this.#ix.matchPrincipal(ctx.principal, now || (now = Date.now())), 'principal');
+    if (this.#id && ctx.peer !== undefined) {
+      const m = this.#ix.matchIdentity(ctx.peer.spiffeId, now || (now = Date.now()));
+      if (m !== undefined && (best === undefined || rank(m) > rank(best))) {
+        best = m;
+        on = 'identity';
+      }
+    }
+    if (this.#principal && ctx.principal !== undefined) {
+      const m = this.#ix.matchPrincipal(ctx.principal, now || (now = Date.now()));
+      if (m !== undefined && (best === undefined || rank(m) > rank(best))) {
+        best = m;
+        on = 'principal';
+      }
+    }
     if (best === undefined) return undefined;
     const hit: CompiledIndicator = best;
     const act = this.#actions[hit.severity];
