@@ -74,7 +74,8 @@ export class UpstreamConnector {
       headersTimeout: o.firstByteMs,
       bodyTimeout: o.idleMs,
       strictContentLength: true,
-      connect: { timeout: o.connectTimeoutMs, noDelay: true, ...this.transport.connectOptions(ep, cluster) },
+      connect: this.transport.connector?.(ep, cluster, { timeout: o.connectTimeoutMs, noDelay: true })
+        ?? { timeout: o.connectTimeoutMs, noDelay: true, ...this.transport.connectOptions(ep, cluster) },
     });
     pool.on('connectionError', () => {
       /* reported per request through the dispatch handler */
