@@ -6,7 +6,7 @@ registerCommand('iptables', 'Install, print or remove the iptables rules that re
 registerCommand('detect', 'Score a metric series for anomalies and drift (CSV in, CSV out)', () => import('./detect.js'));
 registerCommand('ca', 'Create the mesh CA and issue or sign workload certificates', () => import('./ca.js'));
 registerCommand('replay', 'Replay a telemetry trace through the risk engine and zone manager (deterministic)', () => import('./replay.js'));
-registerCommand('demo', 'Start a sample app behind one sidecar on loopback and show how to call it', () => import('./demo.js'));
+registerCommand('demo', 'Run the Bookinfo demo on a live etz mesh, with a scripted attack, on loopback', () => import('./demo.js'));
 registerCommand('manager', 'Run the zone manager (control plane): CA, enrollment, config push, telemetry, API', () => import('./manager.js'));
 registerCommand('status', 'Show the zone manager, its sidecars and rollout state', () => import('./status.js'));
 registerCommand('zones', 'List, create, dissolve or pin trust zones', () => import('./zones.js'));
