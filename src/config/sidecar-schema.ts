@@ -68,6 +68,8 @@ export interface SidecarConfig {
 const port = { type: 'integer', minimum: 0, maximum: 65535 } as const;
 const ms = { type: 'integer', minimum: 0 } as const;
 const host = { type: 'string', minLength: 1 } as const;
+/** Every optional section is closed to unknown keys and defaults to {} so its own defaults apply when it is left out. */
+const section = { type: 'object', additionalProperties: false, default: {} } as const;
 
 export const endpointSchema = {
   type: 'object',
@@ -99,9 +101,7 @@ export const sidecarSchema: Schema = {
       },
     },
     inbound: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
+      ...section,
       properties: {
         enabled: { type: 'boolean', default: true },
         host: { ...host, default: '0.0.0.0' },
@@ -111,9 +111,7 @@ export const sidecarSchema: Schema = {
       },
     },
     outbound: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
+      ...section,
       properties: {
         enabled: { type: 'boolean', default: true },
         host: { ...host, default: '127.0.0.1' },
@@ -121,9 +119,7 @@ export const sidecarSchema: Schema = {
       },
     },
     gateway: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
+      ...section,
       properties: {
         enabled: { type: 'boolean', default: false },
         host: { ...host, default: '0.0.0.0' },
@@ -137,9 +133,7 @@ export const sidecarSchema: Schema = {
       },
     },
     admin: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
+      ...section,
       properties: {
         enabled: { type: 'boolean', default: true },
         host: { ...host, default: '127.0.0.1' },
@@ -148,9 +142,7 @@ export const sidecarSchema: Schema = {
       },
     },
     timeouts: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
+      ...section,
       properties: {
         connectMs: { ...ms, minimum: 1, default: 5000 },
         firstByteMs: { ...ms, minimum: 1, default: 15000 },
@@ -160,9 +152,7 @@ export const sidecarSchema: Schema = {
       },
     },
     limits: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
+      ...section,
       properties: {
         maxHeaderBytes: { type: 'integer', minimum: 1024, maximum: 1048576, default: 16384 },
         maxHeaders: { type: 'integer', minimum: 8, maximum: 2000, default: 100 },
@@ -171,9 +161,7 @@ export const sidecarSchema: Schema = {
       },
     },
     upstream: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
+      ...section,
       properties: {
         connectionsPerEndpoint: { type: 'integer', minimum: 1, maximum: 4096, default: 256 },
         keepAliveMs: { ...ms, minimum: 1, default: 4000 },
@@ -195,24 +183,18 @@ export const sidecarSchema: Schema = {
       },
     },
     logging: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
+      ...section,
       properties: {
         level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
         accessLog: { type: 'boolean', default: false },
       },
     },
     telemetry: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
+      ...section,
       properties: { enabled: { type: 'boolean', default: true } },
     },
     drain: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
+      ...section,
       properties: { timeoutMs: { ...ms, default: 10000 } },
     },
     // Validated per key by the filter registry (src/sidecar/filters/index.ts), not here: each filter
