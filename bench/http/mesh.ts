@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { createServer, createConnection } from 'node:net';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initCa, issueWorkloadCert } from '../../src/identity/index.js';
+import { freePort, stop, waitListening } from '../common/child.js';
 import { cpuSeconds } from '../common/proc.js';
 import { table } from '../common/report.js';
 
@@ -41,49 +41,12 @@ export interface MeshResult {
   addedPlain: { p50Ms: number; p90Ms: number; p99Ms: number } | null;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-async function waitListening(port: number): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
-
-function stop(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-    proc.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    proc.kill('SIGTERM');
-  });
-}
-
 async function sidecar(dir: string, name: string, lines: string[], port: number): Promise<ChildProcess> {
   const file = join(dir, `mesh-${name}.yaml`);
   await writeFile(file, [...lines, 'admin: { enabled: false }', 'logging: { level: warn }', 'telemetry: { enabled: false }', ''].join('\n'));
   const proc = spawn(process.execPath, [ETZ_MAIN, 'sidecar', '-c', file], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitListening(port);
+  // Ten seconds, as this scenario always allowed a sidecar to start.
+  await waitListening(port, 10_000);
   return proc;
 }
 
