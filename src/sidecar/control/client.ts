@@ -1,17 +1,20 @@
 import { EventEmitter } from 'node:events';
-import { readFile, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { EtzError } from '../../core/errors.js';
 import { nullLogger, type Logger } from '../../core/logger.js';
-import { Counter, Gauge, createRegistry, type Registry } from '../../core/metrics.js';
+import { createRegistry } from '../../core/metrics.js';
 import {
-  PROTOCOL_VERSION, RESOURCE_TYPES, STREAM_PATH, WS_SUBPROTOCOL, emptyResources, encode, parseManagerMessage,
-  type DeltaMsg, type ManagerMessage, type NodeInfo, type Resources, type SidecarMessage, type SnapshotMsg,
+  PROTOCOL_VERSION, STREAM_PATH, WS_SUBPROTOCOL, emptyResources, encode, parseManagerMessage,
+  type DeltaMsg, type ManagerMessage, type Resources, type SidecarMessage, type SnapshotMsg,
 } from '../../protocol/messages.js';
 import { checkManagerIdentity } from '../../protocol/server-identity.js';
-import { enroll, loadCredentials, newKeyAndCsr, saveCredentials, writeFileAtomic, type Credentials } from './credentials.js';
+import { backoffDelay, type ApplyTarget, type ControlClientEvents, type ControlClientOptions } from './client-options.js';
+import { controlMetrics, type ControlMetrics } from './control-metrics.js';
+import { CredentialLifecycle } from './credential-lifecycle.js';
+import type { Credentials } from './credentials.js';
+import { SnapshotWriter, nonEmpty, readSnapshot, snapshotPath } from './snapshot-store.js';
 import { TelemetryBatcher } from './telemetry-batcher.js';
+
+export type { ApplyTarget, ControlClientEvents, ControlClientOptions } from './client-options.js';
 
 /**
  * The sidecar's control-plane client.
@@ -25,53 +28,6 @@ import { TelemetryBatcher } from './telemetry-batcher.js';
  * Liveness: heartbeats both ways; a silent stream is dropped and re-opened with exponential
  * backoff and full jitter, resuming from the last ACKed version.
  */
-
-export interface ApplyTarget {
-  applyResources(resources: Record<string, unknown>, version: number): Promise<void>;
-}
-
-export interface ControlClientOptions {
-  /** Manager base URL, e.g. https://127.0.0.1:15012. */
-  url: string;
-  /** PEM of the CA that issued the manager's certificate (the mesh trust bundle). */
-  caPem: string;
-  dataDir: string;
-  node: NodeInfo;
-  /** Where versions are applied; may be given later with attach(). */
-  target?: ApplyTarget;
-  bootstrapToken?: string;
-  logger?: Logger;
-  metrics?: Registry;
-  backoffBaseMs?: number;
-  backoffMaxMs?: number;
-  heartbeatMs?: number;
-  /** No frame from the manager for this long: the stream is considered dead. */
-  idleTimeoutMs?: number;
-  /** Renew when this fraction of the certificate lifetime has passed (default 2/3). */
-  renewAt?: number;
-  maxPayloadBytes?: number;
-  telemetry?: { capacity?: number; maxBatch?: number; flushMs?: number };
-  /** Keep the fail-static snapshot on disk (default true). */
-  persistSnapshot?: boolean;
-}
-
-interface SnapshotFile {
-  version: number;
-  resources: Resources;
-  savedAt: number;
-}
-
-export interface ControlClientEvents {
-  applied: [version: number];
-  nacked: [version: number, error: string];
-  connected: [];
-  disconnected: [code: number, reason: string];
-  enrolled: [spiffeId: string];
-  renewed: [expiresAt: number];
-  error: [err: Error];
-}
-
-const SNAPSHOT_FILE = 'snapshot.json';
 
 export class ControlClient extends EventEmitter<ControlClientEvents> {
   /** Create, load the fail-static snapshot, then connect in the background. */
@@ -100,17 +56,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
    * The certificate this sidecar holds, enrolling with the bootstrap token when it has none;
    * retries with backoff while the manager is unreachable.
    */
-  async ensureCredentials(): Promise<Credentials> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.credentialsNow();
-      } catch (err) {
-        if (this.closed || (err as { code?: string }).code === 'ETZ_ERR_ENROLL_FAILED') throw err;
-        this.logger.warn({ err: (err as Error).message }, 'cannot enroll yet; retrying');
-        const cap = Math.min(this.o.backoffMaxMs ?? 30_000, (this.o.backoffBaseMs ?? 250) * 2 ** Math.min(attempt, 20));
-        await new Promise((r) => setTimeout(r, Math.round(Math.random() * cap)));
-      }
-    }
+  ensureCredentials(): Promise<Credentials> {
+    return this.creds.ensure(() => this.closed);
   }
 
   /**
@@ -144,7 +91,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   private readonly workloadWaiters = new Set<(certChainPem: string, trustBundlePem: string) => void>();
   private readonly logger: Logger;
   private ws: WebSocket | undefined;
-  private creds: Credentials | undefined;
+  private readonly creds: CredentialLifecycle;
   private version_ = 0;
   private resources: Resources = emptyResources();
   private appliedAt = 0;
@@ -155,11 +102,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   private retryTimer: NodeJS.Timeout | undefined;
   private hbTimer: NodeJS.Timeout | undefined;
   private lastFrame = 0;
-  private renewing = false;
-  private saving: Promise<void> | undefined;
-  private saveAgain = false;
-  private pendingKeyPem: string | undefined;
-  private readonly g: { connected: Gauge; version: Gauge; nacks: Counter; stale: Counter; reconnects: Counter; dropped: Counter };
+  private readonly snapshots: SnapshotWriter;
+  private readonly g: ControlMetrics;
   readonly stats = { applied: 0, nacked: 0, stale: 0, reconnects: 0, protocolErrors: 0 };
 
   private constructor(opts: ControlClientOptions) {
@@ -167,23 +111,12 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     this.o = opts;
     this.logger = opts.logger ?? nullLogger;
     const reg = opts.metrics ?? createRegistry();
-    const self = this;
-    this.g = {
-      connected: new Gauge({ name: 'etz_control_plane_connected', help: '1 while the control stream to the manager is open', registers: [reg] }),
-      version: new Gauge({ name: 'etz_control_plane_config_version', help: 'Config version in force', registers: [reg] }),
-      nacks: new Counter({ name: 'etz_control_plane_nacks_total', help: 'Config versions rejected', registers: [reg] }),
-      stale: new Counter({ name: 'etz_control_plane_stale_pushes_total', help: 'Pushes ignored because their version was not newer', registers: [reg] }),
-      reconnects: new Counter({ name: 'etz_control_plane_reconnects_total', help: 'Control stream (re)connection attempts', registers: [reg] }),
-      dropped: new Counter({ name: 'etz_telemetry_dropped_total', help: 'Telemetry records dropped (buffer full while the manager was away)', registers: [reg] }),
-    };
-    new Gauge({
-      name: 'etz_control_plane_snapshot_age_seconds',
-      help: 'Age of the config in force (since it was received or, when loaded from disk, saved)',
-      registers: [reg],
-      collect() {
-        this.set(self.appliedAt ? (Date.now() - self.appliedAt) / 1000 : -1);
-      },
+    this.g = controlMetrics(reg, () => this.appliedAt);
+    this.creds = new CredentialLifecycle(opts, this.logger, {
+      enrolled: (spiffeId) => this.emit('enrolled', spiffeId),
+      renewed: (expiresAt) => this.emit('renewed', expiresAt),
     });
+    this.snapshots = new SnapshotWriter(opts.dataDir, this.logger, () => this.closed);
     this.telemetry = new TelemetryBatcher({
       ...opts.telemetry,
       send: (records, dropped) => {
@@ -204,7 +137,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   }
 
   get credentials(): Credentials | undefined {
-    return this.creds;
+    return this.creds.current;
   }
 
   /** Resolves when a version ≥ v is in force. */
@@ -227,13 +160,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
 
   // ---- fail-static snapshot ----
   private async loadSnapshot(): Promise<void> {
-    await mkdir(this.o.dataDir, { recursive: true, mode: 0o700 });
-    let snap: SnapshotFile;
-    try {
-      snap = JSON.parse(await readFile(join(this.o.dataDir, SNAPSHOT_FILE), 'utf8')) as SnapshotFile;
-    } catch {
-      return;
-    }
+    const snap = await readSnapshot(this.o.dataDir);
+    if (!snap) return;
     try {
       const res = { ...emptyResources(), ...snap.resources };
       await this.target!.applyResources(nonEmpty(res), snap.version);
@@ -244,33 +172,13 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       this.logger.info({ version: snap.version }, 'applied the last good config from disk');
       this.emit('applied', snap.version);
     } catch (err) {
-      this.logger.error({ err, file: join(this.o.dataDir, SNAPSHOT_FILE) }, 'saved config snapshot could not be applied; waiting for the manager');
+      this.logger.error({ err, file: snapshotPath(this.o.dataDir) }, 'saved config snapshot could not be applied; waiting for the manager');
     }
   }
 
-  /**
-   * Persist the version in force, off the push path: at most one write in flight, and a burst of
-   * versions writes only the last one. The ACK does not wait for it — the manager holds the
-   * config; the file only has to be recent enough to enforce while the manager is away.
-   */
   private persist(): void {
     if (this.o.persistSnapshot === false) return;
-    if (this.saving) {
-      this.saveAgain = true;
-      return;
-    }
-    this.saving = (async () => {
-      do {
-        this.saveAgain = false;
-        const snap: SnapshotFile = { version: this.version_, resources: this.resources, savedAt: this.appliedAt };
-        try {
-          await writeFileAtomic(join(this.o.dataDir, SNAPSHOT_FILE), JSON.stringify(snap));
-        } catch (err) {
-          this.logger.error({ err }, 'could not persist the config snapshot');
-        }
-      } while (this.saveAgain && !this.closed);
-      this.saving = undefined;
-    })();
+    this.snapshots.write(() => ({ version: this.version_, resources: this.resources, savedAt: this.appliedAt }));
   }
 
   // ---- connection loop ----
@@ -285,11 +193,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
 
   private scheduleRetry(): void {
     if (this.closed || this.retryTimer) return;
-    const base = this.o.backoffBaseMs ?? 250;
-    const max = this.o.backoffMaxMs ?? 30_000;
-    // Full jitter: after a manager restart, a thousand sidecars must not reconnect in lockstep.
-    const cap = Math.min(max, base * 2 ** Math.min(this.attempt, 20));
-    const delay = Math.round(Math.random() * cap);
+    const delay = backoffDelay(this.attempt, this.o);
     this.attempt++;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -298,29 +202,18 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     this.retryTimer.unref();
   }
 
-  private async credentialsNow(): Promise<Credentials> {
-    this.creds ??= await loadCredentials(this.o.dataDir);
-    if (!this.creds || this.creds.expiresAt <= Date.now()) {
-      if (!this.o.bootstrapToken) throw new EtzError('ETZ_ERR_ENROLL_FAILED', 'no valid certificate and no bootstrap token to enroll with');
-      this.creds = await enroll({ url: this.o.url, caPem: this.o.caPem, token: this.o.bootstrapToken, node: this.o.node });
-      await saveCredentials(this.o.dataDir, this.creds);
-      this.logger.info({ spiffeId: this.creds.spiffeId }, 'enrolled with the manager');
-      this.emit('enrolled', this.creds.spiffeId);
-    }
-    return this.creds;
-  }
-
   private async connect(): Promise<void> {
-    await this.credentialsNow();
-    if (this.closed || !this.creds) return;
+    await this.creds.now();
+    const creds = this.creds.current;
+    if (this.closed || !creds) return;
     this.stats.reconnects++;
     this.g.reconnects.inc();
     const url = new URL(STREAM_PATH, this.o.url);
     url.protocol = 'wss:';
     const ws = new WebSocket(url, WS_SUBPROTOCOL, {
-      ca: [this.o.caPem, this.creds.trustBundlePem],
-      cert: this.creds.certPem,
-      key: this.creds.keyPem,
+      ca: [this.o.caPem, creds.trustBundlePem],
+      cert: creds.certPem,
+      key: creds.keyPem,
       // ws types this as its own callback, but hands it to tls.connect, which is what runs it.
       checkServerIdentity: checkManagerIdentity() as never,
       maxPayload: this.o.maxPayloadBytes ?? 64 * 1024 * 1024,
@@ -333,7 +226,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       // forget it, so the next attempt enrolls again if a token is configured.
       if (res.statusCode === 401) {
         this.logger.warn('the manager refused this certificate; will re-enroll');
-        this.creds = { ...this.creds!, expiresAt: 0 };
+        this.creds.forget();
       }
       ws.terminate();
     });
@@ -410,15 +303,15 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
         return;
       case 'cert':
         if (msg.purpose === 'workload') {
-          const bundle = (msg.trustBundle ?? []).join('') || this.creds?.trustBundlePem || this.o.caPem;
+          const bundle = (msg.trustBundle ?? []).join('') || this.creds.current?.trustBundlePem || this.o.caPem;
           for (const w of this.workloadWaiters) w(msg.cert + msg.chain.join(''), bundle);
           this.workloadWaiters.clear();
           return;
         }
-        void this.onCert(msg.cert + msg.chain.join(''), msg.expiresAt);
+        void this.creds.onCert(msg.cert + msg.chain.join(''), msg.expiresAt);
         return;
       case 'error':
-        this.renewing = false;
+        this.creds.renewalFailed();
         this.logger.warn({ code: msg.code, reason: msg.message }, 'manager reported an error');
         return;
       default:
@@ -469,28 +362,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     this.persist();
   }
 
-  // ---- certificate renewal over the stream ----
   private maybeRenew(): void {
-    const c = this.creds;
-    if (!c || this.renewing || !this.connected_) return;
-    const at = c.issuedAt + (c.expiresAt - c.issuedAt) * (this.o.renewAt ?? 2 / 3);
-    if (Date.now() < at) return;
-    this.renewing = true;
-    void newKeyAndCsr().then(({ keyPem, csrPem }) => {
-      this.pendingKeyPem = keyPem;
-      this.send({ type: 'renew', csr: csrPem, purpose: 'control' });
-    }, () => (this.renewing = false));
-  }
-
-  private async onCert(certPem: string, expiresAt: number): Promise<void> {
-    const keyPem = this.pendingKeyPem;
-    this.renewing = false;
-    if (!keyPem || !this.creds) return;
-    this.pendingKeyPem = undefined;
-    this.creds = { ...this.creds, keyPem, certPem, issuedAt: Date.now(), expiresAt };
-    await saveCredentials(this.o.dataDir, this.creds);
-    this.logger.info({ expiresAt: new Date(expiresAt).toISOString() }, 'certificate renewed');
-    this.emit('renewed', expiresAt);
+    this.creds.maybeRenew(this.connected_, (msg) => this.send(msg));
   }
 
   async close(): Promise<void> {
@@ -511,17 +384,6 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       });
     }
     await this.work;
-    await this.saving;
+    await this.snapshots.idle();
   }
-}
-
-// The sidecar validates each resource key it is given; types with nothing in them are left out
-// so that a sidecar without, say, an intel filter accepts a config that carries no intel.
-function nonEmpty(r: Resources): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const t of RESOURCE_TYPES) {
-    const v = r[t];
-    if (v !== null && v !== undefined && !(Array.isArray(v) && v.length === 0)) out[t] = v;
-  }
-  return out;
 }
