@@ -52,8 +52,9 @@ test('enroll with a bootstrap token, receive the snapshot, apply a zone change a
     assert.equal(sc.items[0]!.state, 'acked');
     assert.equal(sc.items[0]!.configVersion, c.version);
     // The snapshot on disk is what is in force.
-    const snap = JSON.parse(await readFile(join(dir, 'snapshot.json'), 'utf8'));
+    // Written in the background after the ACK: wait for it before reading.
     await until(async () => JSON.parse(await readFile(join(dir, 'snapshot.json'), 'utf8')).version === c.version, 5000, 'snapshot persisted');
+    const snap = JSON.parse(await readFile(join(dir, 'snapshot.json'), 'utf8'));
     assert.ok(snap.resources.zones);
     const text = await metrics.metrics();
     assert.match(text, /etz_control_plane_connected 1/);
