@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { EtzError, isEtzError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { Router } from '../api/http.js';
+import { readBody, readText, type Router } from '../api/http.js';
 import { ADMIN_TOKEN_FILE } from '../auth.js';
 import { DashboardState, type ApiCall } from './state.js';
 import { PAGE_HTML } from './page.js';
@@ -164,7 +164,7 @@ export class Dashboard {
   }
 
   private async login(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const raw = await readRaw(req, 4096);
+    const raw = await readText(req, 4096);
     const token = new URLSearchParams(raw).get('token') ?? '';
     if (!this.tokenOk(token)) return text(res, 401, loginPage('That token is not the admin token.'), 'text/html');
     this.setCookie(res);
@@ -246,30 +246,10 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   text(res, status, JSON.stringify(body), 'application/json');
 }
 
-function readRaw(req: IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        reject(new EtzError('ETZ_ERR_BODY_TOO_LARGE', `request body is larger than ${limit} bytes`));
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
 async function readJson(req: IncomingMessage): Promise<unknown> {
-  const raw = await readRaw(req, 16_384);
-  if (!raw) return {};
-  try {
-    return JSON.parse(raw);
-  } catch {
-    throw new EtzError('ETZ_ERR_INVALID_INPUT', 'request body is not valid JSON');
-  }
+  const body = await readBody(req, 16_384);
+  // The zone actions read optional fields off the body, so an empty one stands for no fields.
+  return body === undefined ? {} : body;
 }
 
 function loginPage(error?: string): string {
