@@ -13,7 +13,7 @@ import { initCa, issueWorkloadCert, saveCa } from '../../src/identity/index.js';
 import { startGateway } from '../../src/sidecar/gateway/gateway.js';
 import type { Sidecar } from '../../src/sidecar/sidecar.js';
 import type { RequestRecord } from '../../src/sidecar/telemetry.js';
-import { startSidecar } from './helpers.js';
+import { listenRecording, startSidecar } from './helpers.js';
 import { call, registryOf, startBackend, type Backend } from './traffic-fixtures.js';
 import { makeJwt } from './routing-fixtures.js';
 
@@ -48,18 +48,7 @@ async function startProductpage(outboundPort: () => number): Promise<Productpage
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ principal, versions }));
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    server,
-    port: (server.address() as { port: number }).port,
-    seen,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenRecording(server, seen);
 }
 
 interface Mesh {

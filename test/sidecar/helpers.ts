@@ -46,6 +46,14 @@ export async function startUpstream(handler: Handler = defaultHandler, opts: { s
       handler(req, res, entry.body);
     });
   });
+  return listenRecording(server, seen);
+}
+
+/**
+ * `server` on an ephemeral loopback port, with what it records. `close` also drops kept-alive
+ * connections: otherwise server.close() waits for clients (sidecar pools) to let go of them.
+ */
+export async function listenRecording<S>(server: Server, seen: S): Promise<{ server: Server; port: number; seen: S; close(): Promise<void> }> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return {
