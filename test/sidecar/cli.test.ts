@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { startUpstream, delay } from './helpers.js';
+import { startUpstream, delay, inboundPortFromLog } from './helpers.js';
 
 // `etz sidecar` as a real child process: config errors, env overrides, SIGTERM drain, access log.
 
@@ -148,12 +148,7 @@ test('the access log, when on, writes one JSON line per request with its id', ()
     child.stdout.on('data', (c: Buffer) => (stdout += c));
     child.stderr.on('data', (c: Buffer) => (stderr += c));
     try {
-      let port = 0;
-      for (let i = 0; i < 3000 && port === 0; i++) {
-        const m = /inbound :(\d+)/.exec(stderr);
-        if (m) port = Number(m[1]);
-        else await delay(10);
-      }
+      const port = await inboundPortFromLog(() => stderr);
       const r = await request(`http://127.0.0.1:${port}/logged?x=1`, { headers: { 'x-request-id': 'log-me-1' } });
       await r.body.text();
       const exited = once(child, 'exit');

@@ -121,6 +121,19 @@ export function statusOf(raw: string): number {
   return m ? Number(m[1]) : 0;
 }
 
+/**
+ * The inbound port a child `etz sidecar` prints in its start line on stderr (it listens on port 0),
+ * polled for up to ~30 s; 0 if it never appeared.
+ */
+export async function inboundPortFromLog(stderr: () => string): Promise<number> {
+  for (let i = 0; i < 3000; i++) {
+    const m = /inbound :(\d+)/.exec(stderr());
+    if (m) return Number(m[1]);
+    await delay(10);
+  }
+  return 0;
+}
+
 export function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
-import { startUpstream, delay } from './helpers.js';
+import { startUpstream, inboundPortFromLog } from './helpers.js';
 
 // A 1 GiB upload streams through a sidecar process whose memory stays flat: bodies are never
 // buffered whole, and backpressure holds the client when the upstream is slower.
@@ -35,12 +35,7 @@ test('a 1 GiB upload passes with flat sidecar memory', { skip: process.platform 
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c));
   try {
-    let port = 0;
-    for (let i = 0; i < 3000 && port === 0; i++) {
-      const m = /inbound :(\d+)/.exec(stderr);
-      if (m) port = Number(m[1]);
-      else await delay(10);
-    }
+    const port = await inboundPortFromLog(() => stderr);
     assert.ok(port > 0, stderr);
     const warm = await request(`http://127.0.0.1:${port}/`, { method: 'POST', body: 'x' });
     await warm.body.text();
