@@ -4,6 +4,7 @@ import { createEngine } from './risk/index.js';
 import { startFeedReloader } from './risk/feed-loader.js';
 import { createAlertSink } from './zones/alerts.js';
 import { attachDashboard } from './dashboard/index.js';
+import { ContainmentTimer } from './zones/containment-timer.js';
 
 /**
  * Start the manager as a process: the Manager plus the engines it runs (the risk engine and
@@ -32,7 +33,15 @@ export function attachEngine(manager: Manager): EngineBinding {
     store: manager.store, audit: manager.audit, logger, metrics: manager.metrics, advanceMs: manager.config.advanceMs,
   });
   const alerts = createAlertSink(cfg.alerts, logger);
-  const unsubscribe = engine.on((e) => alerts.handle(e));
+  const containment = new ContainmentTimer({
+    hub: manager.hub, metrics: manager.metrics, audit: manager.audit, logger,
+    // Past the hub's own re-send of an unanswered push, plus one more try.
+    timeoutMs: 2 * manager.config.pubsub.ackTimeoutMs,
+  });
+  const unsubscribe = engine.on((e) => {
+    alerts.handle(e);
+    containment.onEvent(e);
+  });
   const feeds = startFeedReloader(engine, cfg.risk.feeds, logger);
   manager.setRiskSink(binding);
   manager.setZoneBackend(binding);
@@ -42,6 +51,7 @@ export function attachEngine(manager: Manager): EngineBinding {
     binding.close();
     feeds.close();
     unsubscribe();
+    containment.close();
     await engine.close();
   });
   return binding;
