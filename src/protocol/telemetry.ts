@@ -4,6 +4,27 @@
  * offending field. Unknown fields are kept (forward compatible).
  */
 
+/**
+ * The fields of a request record (telemetry-record contract), shared by the sidecar that writes
+ * them and the engine that reads them so the two cannot drift. They differ only in `ts` (RFC 3339
+ * on the wire, epoch ms once parsed) and in how narrowly `decision` is typed.
+ */
+export interface RequestRecordFields<Ts extends string | number, D extends string = string> {
+  ts: Ts;
+  source: { service: string; version?: string; instance?: string; identity?: string; ip?: string };
+  destination: { service: string; version?: string; instance?: string };
+  principal?: string;
+  method: string;
+  path: string;
+  status: number;
+  durationMs: number;
+  bytesIn?: number;
+  bytesOut?: number;
+  mtls?: boolean;
+  decision?: D;
+  requestId?: string;
+}
+
 export type RecordCheck = { ok: true; record: Record<string, unknown> } | { ok: false; field: string; reason: string };
 
 const KINDS = new Set(['request', 'log', 'vuln', 'intel']);

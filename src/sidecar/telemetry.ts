@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Decision, RequestContext } from './filter.js';
 import type { SidecarConfig } from '../config/sidecar-schema.js';
+import type { RequestRecordFields } from '../protocol/telemetry.js';
 
 /**
  * One proxied request as the sidecar saw it, in the shape of the telemetry-record contract
@@ -8,21 +9,8 @@ import type { SidecarConfig } from '../config/sidecar-schema.js';
  * it to a file); the listener builds a record only when a sink is set, so telemetry that is off
  * costs nothing.
  */
-export interface RequestRecord {
+export interface RequestRecord extends RequestRecordFields<string, Decision> {
   kind?: 'request';
-  ts: string;
-  source: { service: string; version?: string; instance?: string; identity?: string; ip?: string };
-  destination: { service: string; version?: string; instance?: string };
-  principal?: string;
-  method: string;
-  path: string;
-  status: number;
-  durationMs: number;
-  bytesIn?: number;
-  bytesOut?: number;
-  mtls?: boolean;
-  decision?: Decision;
-  requestId?: string;
 }
 
 export interface TelemetrySink {

@@ -4,6 +4,8 @@
  * field names here must not drift).
  */
 
+import type { RequestRecordFields } from '../../protocol/telemetry.js';
+
 export interface Workload {
   service: string;
   version?: string;
@@ -12,22 +14,11 @@ export interface Workload {
   ip?: string;
 }
 
-export interface RequestRecord {
+export interface RequestRecord extends RequestRecordFields<number> {
   kind: 'request';
   /** Epoch milliseconds (records may carry RFC 3339 strings; they are normalised on parse). */
   ts: number;
   source: Workload;
-  destination: { service: string; version?: string; instance?: string };
-  principal?: string;
-  method: string;
-  path: string;
-  status: number;
-  durationMs: number;
-  bytesIn?: number;
-  bytesOut?: number;
-  mtls?: boolean;
-  decision?: string;
-  requestId?: string;
 }
 
 export interface LogRecord {
