@@ -71,6 +71,10 @@ const host = { type: 'string', minLength: 1 } as const;
 /** Every optional section is closed to unknown keys and defaults to {} so its own defaults apply when it is left out. */
 const section = { type: 'object', additionalProperties: false, default: {} } as const;
 
+function listener(enabled: boolean, hostDefault: string, portDefault: number) {
+  return { enabled: { type: 'boolean', default: enabled }, host: { ...host, default: hostDefault }, port: { ...port, default: portDefault } } as const;
+}
+
 export const endpointSchema = {
   type: 'object',
   additionalProperties: false,
@@ -103,9 +107,7 @@ export const sidecarSchema: Schema = {
     inbound: {
       ...section,
       properties: {
-        enabled: { type: 'boolean', default: true },
-        host: { ...host, default: '0.0.0.0' },
-        port: { ...port, default: 15006 },
+        ...listener(true, '0.0.0.0', 15006),
         appHost: { ...host, default: '127.0.0.1' },
         appPort: { type: 'integer', minimum: 1, maximum: 65535, default: 8080 },
       },
@@ -113,17 +115,13 @@ export const sidecarSchema: Schema = {
     outbound: {
       ...section,
       properties: {
-        enabled: { type: 'boolean', default: true },
-        host: { ...host, default: '127.0.0.1' },
-        port: { ...port, default: 15001 },
+        ...listener(true, '127.0.0.1', 15001),
       },
     },
     gateway: {
       ...section,
       properties: {
-        enabled: { type: 'boolean', default: false },
-        host: { ...host, default: '0.0.0.0' },
-        port: { ...port, default: 8080 },
+        ...listener(false, '0.0.0.0', 8080),
         tls: {
           type: 'object',
           additionalProperties: false,
@@ -135,9 +133,7 @@ export const sidecarSchema: Schema = {
     admin: {
       ...section,
       properties: {
-        enabled: { type: 'boolean', default: true },
-        host: { ...host, default: '127.0.0.1' },
-        port: { ...port, default: 15000 },
+        ...listener(true, '127.0.0.1', 15000),
         token: { type: 'string', minLength: 16 },
       },
     },
