@@ -284,3 +284,17 @@ export class SlidingMax {
     }
   }
 }
+
+/**
+ * Deterministic reservoir sampling (Algorithm R): offer the value that arrives after `seen`
+ * earlier ones to a sample of at most `capacity`. A multiplicative hash of the arrival index
+ * stands in for a PRNG, so replays of the same records keep the same sample.
+ */
+export function reservoirOffer(sample: number[], seen: number, value: number, capacity: number): void {
+  if (seen < capacity) {
+    sample.push(value);
+    return;
+  }
+  const slot = (Math.imul(seen, 2654435761) >>> 0) % (seen + 1);
+  if (slot < capacity) sample[slot] = value;
+}

@@ -4,6 +4,8 @@
  * run over typed arrays (and be shipped to a worker without object graphs).
  */
 
+import { reservoirOffer } from '../../scoring/stats.js';
+
 export const FEATURES = [
   'requestsIn',
   'requestsOut',
@@ -47,16 +49,7 @@ export class WindowAcc {
   principals: Set<string> | null = null;
 
   latency(ms: number): void {
-    const n = this.latSeen++;
-    if (n < RESERVOIR) {
-      this.latencies.push(ms);
-      return;
-    }
-    // Deterministic reservoir: a multiplicative hash of the arrival index stands in for a PRNG, so
-    // replays sample the same values.
-    const j = Math.imul(n, 2654435761) >>> 0;
-    const slot = j % (n + 1);
-    if (slot < RESERVOIR) this.latencies[slot] = ms;
+    reservoirOffer(this.latencies, this.latSeen++, ms, RESERVOIR);
   }
 
   addDest(d: string): boolean {

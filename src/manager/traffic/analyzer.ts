@@ -1,4 +1,5 @@
 import type { EngineEvent, RequestRecord, Subject } from '../risk/types.js';
+import { reservoirOffer } from '../../scoring/stats.js';
 
 /**
  * Traffic analysis (the zero-trust guide's traffic analyzer): per service and edge, volume, error
@@ -34,12 +35,7 @@ class Stats {
     if (r.status >= 400 || r.status === 0) bump((this.statuses ??= new Map()), r.status);
     this.bytesIn += r.bytesIn ?? 0;
     this.bytesOut += r.bytesOut ?? 0;
-    const n = this.latSeen++;
-    if (n < RESERVOIR) this.lat.push(r.durationMs);
-    else {
-      const slot = (Math.imul(n, 2654435761) >>> 0) % (n + 1);
-      if (slot < RESERVOIR) this.lat[slot] = r.durationMs;
-    }
+    reservoirOffer(this.lat, this.latSeen++, r.durationMs, RESERVOIR);
     // Edges know their source; only services track who calls them.
     if (!this.who) return;
     bump((this.sources ??= new Map()), r.source.service === 'ingress' && r.source.ip ? `ingress:${r.source.ip}` : r.source.service);
