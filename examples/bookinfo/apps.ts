@@ -24,6 +24,11 @@ export interface BookinfoApp {
   port: number;
   /** Port of this app's sidecar outbound listener (set once the sidecar runs). */
   outboundPort: number;
+  /**
+   * Call `http://SERVICE:9080` like an unmodified app instead of the outbound listener: name
+   * resolution and transparent interception (`etz demo --iptables`) bring the call to the sidecar.
+   */
+  direct: boolean;
   compromised: boolean;
   /** Exfiltration calls the mesh refused (403/429/503) and let through, while compromised. */
   refused: number;
@@ -37,9 +42,9 @@ interface Reply { status: number; body: string }
 
 function callVia(app: BookinfoApp, service: string, path: string, headers: Record<string, string>, body?: string): Promise<Reply> {
   return new Promise((resolve) => {
-    if (!app.outboundPort) return resolve({ status: 503, body: 'no sidecar yet' });
+    if (!app.direct && !app.outboundPort) return resolve({ status: 503, body: 'no sidecar yet' });
     const req = httpRequest({
-      host: '127.0.0.1', port: app.outboundPort, path, method: body ? 'POST' : 'GET',
+      host: app.direct ? service : '127.0.0.1', port: app.direct ? SERVICE_PORT : app.outboundPort, path, method: body ? 'POST' : 'GET',
       headers: { host: service, ...headers, ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}) },
       timeout: 5000,
     }, (res) => {
@@ -143,8 +148,17 @@ export function setCompromised(app: BookinfoApp, on: boolean): void {
   }, 50);
 }
 
-export async function startApp(spec: AppSpec): Promise<BookinfoApp> {
-  const app: BookinfoApp = { spec, server: createServer(), port: 0, outboundPort: 0, compromised: false, refused: 0, leaked: 0 };
+/** The port every Bookinfo service listens on and is called at when it runs in its own pod. */
+export const SERVICE_PORT = 9080;
+
+export interface AppListen {
+  host?: string;
+  port?: number;
+  direct?: boolean;
+}
+
+export async function startApp(spec: AppSpec, listen: AppListen = {}): Promise<BookinfoApp> {
+  const app: BookinfoApp = { spec, server: createServer(), port: 0, outboundPort: 0, direct: !!listen.direct, compromised: false, refused: 0, leaked: 0 };
   app.server.on('request', (req, res) => {
     handle(app, req, res).catch(() => {
       if (!res.headersSent) json(res, 500, { error: 'internal' });
@@ -154,7 +168,7 @@ export async function startApp(spec: AppSpec): Promise<BookinfoApp> {
   app.server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     app.server.once('error', reject);
-    app.server.listen(0, '127.0.0.1', () => resolve());
+    app.server.listen(listen.port ?? 0, listen.host ?? '127.0.0.1', () => resolve());
   });
   app.port = (app.server.address() as AddressInfo).port;
   return app;
@@ -186,10 +200,13 @@ export type AppsMessage =
   | { type: 'stats' }
   | { type: 'stop' };
 
-// Run as a child process (forked by `etz demo`): start every app, report ports, obey the demo.
-export async function runAppsProcess(): Promise<void> {
+// Run as a child process (forked by `etz demo`): start every app (or only those named, one per
+// pod with `--iptables`), report ports, obey the demo.
+export async function runAppsProcess(o: AppListen & { only?: string[] } = {}): Promise<void> {
   const apps = new Map<string, BookinfoApp>();
-  for (const s of BOOKINFO) apps.set(appKey(s), await startApp(s));
+  const specs = o.only ? BOOKINFO.filter((s) => o.only!.includes(appKey(s))) : BOOKINFO;
+  if (specs.length === 0) throw new Error(`no Bookinfo app named ${o.only?.join(', ')} (known: ${BOOKINFO.map(appKey).join(', ')})`);
+  for (const s of specs) apps.set(appKey(s), await startApp(s, o));
   const send = (m: unknown): void => {
     process.send?.(m);
   };

@@ -1,4 +1,4 @@
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile, access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ import { BOOKINFO, appKey, type AppSpec, type AppsMessage } from './apps.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const APPS = fileURLToPath(new URL('./apps-main.js', import.meta.url));
+// Preloaded into every process the demo starts: they stop when the demo dies (parent-watch.ts).
+export const PARENT_WATCH = new URL('./parent-watch.js', import.meta.url).href;
 const TRUST_DOMAIN = 'etz.local';
 const spiffe = (service: string): string => `spiffe://${TRUST_DOMAIN}/ns/default/sa/${service}`;
 
@@ -114,7 +116,7 @@ export interface MeshHandles {
   admin: ManagerClient;
   gatewayUrl: string;
   sidecars: SidecarProc[];
-  apps: ChildProcess;
+  apps: AppsLink;
   appPorts: Record<string, number>;
   manager: Proc;
   send(m: AppsMessage): void;
@@ -122,8 +124,50 @@ export interface MeshHandles {
   stop(): Promise<void>;
 }
 
-function spawnCli(name: string, args: string[], onLine?: (line: string) => void): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ETZ_LOG_LEVEL: process.env.ETZ_LOG_LEVEL ?? 'warn' } });
+/** The running apps, however they were started: one child on loopback, one per pod. */
+export interface AppsLink {
+  /** Port each app listens on, by instance key (`reviews-v2`). */
+  ports: Record<string, number>;
+  send(m: AppsMessage): void;
+  /** Exfiltration calls refused, by instance key. */
+  stats(): Promise<Record<string, number>>;
+  stop(): Promise<void>;
+}
+
+/** How a process is launched: a command prefix (`ip netns exec NAME`) and the gid to run as. */
+export interface Launch {
+  prefix?: string[];
+  gid?: number;
+}
+
+/** Where one workload's sidecar runs and how its peers reach it. */
+export interface Workload {
+  launch?: Launch;
+  /** The sidecar's listener sections; on loopback, an ephemeral inbound port beside the app. */
+  listeners?: Record<string, unknown>;
+  /** Address and port the other sidecars call (mTLS). */
+  address: string;
+  port: number;
+  /** Port its own sidecar calls it on (a pod's traffic to its own address is never intercepted inbound). */
+  selfPort: number;
+}
+
+/** Where the workloads run: loopback when absent; `etz demo --iptables` passes a pod network (netns.ts). */
+export interface MeshNetwork {
+  /** Address the manager's API listens on, reachable from every sidecar. */
+  readonly managerHost: string;
+  startApps(): Promise<AppsLink>;
+  workload(key: string): Workload;
+}
+
+/** Start a Node program with an IPC channel its PARENT_WATCH preload watches. */
+export function spawnWatched(argv: string[], stdio: Array<'ignore' | 'pipe' | 'inherit'>, launch: Launch = {}, env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  const full = [...(launch.prefix ?? []), process.execPath, '--import', PARENT_WATCH, ...argv];
+  return spawn(full[0]!, full.slice(1), { stdio: [...stdio, 'ipc'], env, ...(launch.gid === undefined ? {} : { gid: launch.gid }) });
+}
+
+function spawnCli(name: string, args: string[], onLine?: (line: string) => void, launch?: Launch): Proc {
+  const child = spawnWatched([CLI, ...args], ['ignore', 'ignore', 'pipe'], launch, { ...process.env, ETZ_LOG_LEVEL: process.env.ETZ_LOG_LEVEL ?? 'warn' });
   const p: Proc = { name, child, stderr: '' };
   let buf = '';
   child.stderr!.setEncoding('utf8');
@@ -193,6 +237,7 @@ export interface StartMeshOptions {
   timing: MeshTiming;
   dashboardPort?: number;
   onStep?: (msg: string) => void;
+  network?: MeshNetwork;
 }
 
 export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
@@ -200,16 +245,16 @@ export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
   await mkdir(o.dir, { recursive: true });
   const dataDir = join(o.dir, 'manager');
   const cfgFile = join(o.dir, 'manager.json');
-  await writeFile(cfgFile, JSON.stringify(managerConfig(dataDir, o.timing, o.dashboardPort ?? 0), null, 2));
+  const net = o.network;
+  const mcfg = managerConfig(dataDir, o.timing, o.dashboardPort ?? 0);
+  if (net) mcfg.listen = { host: net.managerHost, port: 0 };
+  await writeFile(cfgFile, JSON.stringify(mcfg, null, 2));
   const procs: Proc[] = [];
-  let apps: ChildProcess | undefined;
+  let apps: AppsLink | undefined;
   const stopAll = async (): Promise<void> => {
     // Sidecars first (newest first), then the apps and the manager.
     await Promise.all(procs.filter((p) => p.name !== 'manager').map((p) => stopProc(p.child)));
-    if (apps) {
-      if (apps.connected) apps.send({ type: 'stop' });
-      await stopProc(apps);
-    }
+    if (apps) await apps.stop();
     await Promise.all(procs.filter((p) => p.name === 'manager').map((p) => stopProc(p.child)));
   };
   try {
@@ -224,21 +269,18 @@ export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
 
     for (const [type, items] of Object.entries(meshResources(o.timing))) await admin.call('PUT', `/v1/resources/${type}`, { items });
 
-    apps = fork(APPS, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-    const appsChild = apps;
-    const appPorts = await new Promise<Record<string, number>>((resolve, reject) => {
-      appsChild.once('message', (m: { type: string; ports: Record<string, number> }) => resolve(m.ports));
-      appsChild.once('exit', (c) => reject(new Error(`bookinfo apps exited (${c})`)));
-    });
+    apps = await (net ? net.startApps() : startApps());
+    const appsLink = apps;
+    const appPorts = apps.ports;
     step(`bookinfo apps listening: ${Object.entries(appPorts).map(([k, p]) => `${k} :${p}`).join(', ')}`);
 
     const sidecars: SidecarProc[] = [];
-    const inbound = new Map<string, Array<{ port: number; version: string; instance: string }>>();
-    const registryFor = (services: string[]): Record<string, unknown> => Object.fromEntries(services.filter((s) => inbound.has(s)).map((s) => [s, {
-      endpoints: inbound.get(s)!.map((e) => ({ address: '127.0.0.1', port: e.port, version: e.version, instance: e.instance })),
+    const inbound = new Map<string, Array<Workload & { version: string; instance: string }>>();
+    const registryFor = (services: string[], self?: string): Record<string, unknown> => Object.fromEntries(services.filter((s) => inbound.has(s)).map((s) => [s, {
+      endpoints: inbound.get(s)!.map((e) => ({ address: e.address, port: e.instance === self ? e.selfPort : e.port, version: e.version, instance: e.instance })),
       spiffeId: spiffe(s),
     }]));
-    const startSidecar = async (name: string, version: string, body: Record<string, unknown>, spec?: AppSpec): Promise<SidecarProc> => {
+    const startSidecar = async (name: string, version: string, body: Record<string, unknown>, spec?: AppSpec, launch?: Launch): Promise<SidecarProc> => {
       const instance = `${name}-${version}`;
       const { token } = await admin.call<{ token: string }>('POST', '/v1/tokens', { scope: { service: name }, uses: 1, ttl: '10m', description: `etz demo ${instance}` });
       const dir = join(o.dir, 'sidecars', instance);
@@ -252,7 +294,7 @@ export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
         ...body,
         manager: { url: endpoint.url, caFile: endpoint.caFile, bootstrapToken: token, dataDir: join(dir, 'data'), telemetry: { flushMs: Math.max(100, Math.round(o.timing.windowMs / 5)) } },
       }, null, 2), { mode: 0o600 });
-      const p = spawnCli(instance, ['sidecar', '--config', file]);
+      const p = spawnCli(instance, ['sidecar', '--config', file], undefined, launch);
       procs.push(p);
       const ports = await waitFor(p, 'its listeners', (line) => {
         const m = /^etz sidecar \S+: inbound :(\d+|null|undefined) outbound :(\d+|null|undefined).*?(?: gateway :(\d+))?$/.exec(line);
@@ -264,10 +306,15 @@ export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
     };
     // Every inbound port is reserved first, so each registry can name every sidecar it may call
     // and all sidecars start at once.
-    const reserved = new Map(await Promise.all(BOOKINFO.map(async (spec) => [appKey(spec), await freePort()] as const)));
+    const reserved = new Map(await Promise.all(BOOKINFO.map(async (spec): Promise<readonly [string, Workload]> => {
+      const key = appKey(spec);
+      if (net) return [key, net.workload(key)];
+      const port = await freePort();
+      return [key, { address: '127.0.0.1', port, selfPort: port }];
+    })));
     for (const spec of BOOKINFO) {
       const list = inbound.get(spec.service) ?? [];
-      list.push({ port: reserved.get(appKey(spec))!, version: spec.version, instance: appKey(spec) });
+      list.push({ ...reserved.get(appKey(spec))!, version: spec.version, instance: appKey(spec) });
       inbound.set(spec.service, list);
     }
     const calls: Record<string, string[]> = {
@@ -280,10 +327,11 @@ export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
       'ratings-v1': [],
     };
     await Promise.all(BOOKINFO.map(async (spec) => {
+      const w = reserved.get(appKey(spec))!;
       const s = await startSidecar(spec.service, spec.version, {
-        inbound: { host: '127.0.0.1', port: reserved.get(appKey(spec)), appPort: appPorts[appKey(spec)] },
-        registry: registryFor(calls[appKey(spec)] ?? []),
-      }, spec);
+        ...(w.listeners ?? { inbound: { host: '127.0.0.1', port: w.port, appPort: appPorts[appKey(spec)] } }),
+        registry: registryFor(calls[appKey(spec)] ?? [], appKey(spec)),
+      }, spec, w.launch);
       step(`sidecar ${appKey(spec)} enrolled as ${spiffe(spec.service)}, inbound :${s.ports.inbound} (mTLS STRICT)`);
     }));
     const gw = await startSidecar('ingress-gateway', 'v1', {
@@ -296,7 +344,7 @@ export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
     step(`ingress gateway enrolled, listening on http://127.0.0.1:${gw.ports.gateway}`);
 
     const outPorts = Object.fromEntries(sidecars.filter((s) => s.spec).map((s) => [appKey(s.spec!), s.ports.outbound]));
-    appsChild.send({ type: 'outbound', ports: outPorts } satisfies AppsMessage);
+    appsLink.send({ type: 'outbound', ports: outPorts });
 
     return {
       dir: o.dir,
@@ -306,27 +354,50 @@ export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
       admin,
       gatewayUrl: `http://127.0.0.1:${gw.ports.gateway}`,
       sidecars,
-      apps: appsChild,
+      apps: appsLink,
       appPorts,
       manager,
-      send: (m) => {
-        if (appsChild.connected) appsChild.send(m);
-      },
-      stats: () => new Promise((resolve) => {
-        if (!appsChild.connected) return resolve({});
-        const t = setTimeout(() => resolve({}), 2000);
-        appsChild.once('message', (m: { type: string; refused: Record<string, number> }) => {
-          clearTimeout(t);
-          resolve(m.refused ?? {});
-        });
-        appsChild.send({ type: 'stats' } satisfies AppsMessage);
-      }),
+      send: (m) => appsLink.send(m),
+      stats: () => appsLink.stats(),
       stop: stopAll,
     };
   } catch (err) {
     await stopAll();
     throw err;
   }
+}
+
+/** One apps child process (all six apps, or those `args` name), watched like the CLI children. */
+export async function startAppsChild(name: string, args: string[] = [], launch?: Launch): Promise<{ child: ChildProcess; ports: Record<string, number>; link: AppsLink }> {
+  const child = spawnWatched([APPS, ...args], ['ignore', 'ignore', 'inherit'], launch);
+  const ports = await new Promise<Record<string, number>>((resolve, reject) => {
+    child.once('message', (m: { type: string; ports: Record<string, number> }) => resolve(m.ports));
+    child.once('exit', (c) => reject(new Error(`${name} exited (${c})`)));
+  });
+  const link: AppsLink = {
+    ports,
+    send: (m) => {
+      if (child.connected) child.send(m);
+    },
+    stats: () => new Promise((resolve) => {
+      if (!child.connected) return resolve({});
+      const t = setTimeout(() => resolve({}), 2000);
+      child.once('message', (m: { type: string; refused: Record<string, number> }) => {
+        clearTimeout(t);
+        resolve(m.refused ?? {});
+      });
+      child.send({ type: 'stats' } satisfies AppsMessage);
+    }),
+    async stop() {
+      if (child.connected) child.send({ type: 'stop' } satisfies AppsMessage);
+      await stopProc(child);
+    },
+  };
+  return { child, ports, link };
+}
+
+async function startApps(): Promise<AppsLink> {
+  return (await startAppsChild('bookinfo apps')).link;
 }
 
 function freePort(): Promise<number> {

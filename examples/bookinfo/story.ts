@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startMesh, timingFor, type MeshHandles, type MeshTiming } from './mesh.js';
+import { startMesh, timingFor, type MeshHandles, type MeshNetwork, type MeshTiming } from './mesh.js';
 import { TrafficGenerator } from './traffic.js';
 
 /**
@@ -20,6 +20,8 @@ export interface StoryOptions {
   out: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   /** Resolves when the user asks to stop (Ctrl-C). */
   stopSignal: Promise<void>;
+  /** Pods to run the workloads in (`--iptables`); loopback when absent. */
+  network?: MeshNetwork;
 }
 
 interface ZoneView { id: string; type: string; members: Array<{ service: string; version?: string; instance?: string }>; reason: string; createdAt: number; detectedAt?: number }
@@ -76,7 +78,7 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
   let poller: NodeJS.Timeout | undefined;
   let ticker: NodeJS.Timeout | undefined;
   try {
-    mesh = await startMesh({ dir, timing: t, dashboardPort: o.dashboardPort, onStep: (m) => say(m) });
+    mesh = await startMesh({ dir, timing: t, dashboardPort: o.dashboardPort, onStep: (m) => say(m), ...(o.network ? { network: o.network } : {}) });
     const m = mesh;
     say(`dashboard: ${m.dashboardUrl}${o.showLoginUrl ? `?token=${m.adminToken}` : ' (sign in with the admin token; --open prints a sign-in link)'}`);
 

@@ -1,69 +1,24 @@
 // Helpers for tests that build real "pods" out of Linux network namespaces. Everything here is
 // real: ip netns, veth pairs, iptables, child processes inside the namespaces. Callers must
 // run cleanup() in `after`/finally; it kills children first, then deletes the namespaces.
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { netnsUnavailable, type Netns } from '../../src/sidecar/iptables/netns.js';
 
-export interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run a command; never rejects on a non-zero exit (the caller asserts on `code`). */
-export function sh(argv: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(argv[0]!, argv.slice(1), { timeout: opts.timeoutMs ?? 20_000, env: opts.env ?? process.env, maxBuffer: 8 << 20 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? Number((err as NodeJS.ErrnoException).code) : 127) : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === 127 ? err.message : '') });
-      });
-  });
-}
+export { Netns, sh, type Run } from '../../src/sidecar/iptables/netns.js';
 
 let cached: string | false | undefined;
 
 /** Why namespace tests cannot run here, or false when they can. */
 export function netnsSkipReason(): string | false {
   if (cached !== undefined) return cached;
-  if (process.platform !== 'linux') return (cached = 'network namespaces need Linux');
-  if (process.getuid?.() !== 0) return (cached = 'needs root (ip netns, iptables); run as root, as CI does');
-  for (const tool of ['ip', 'iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'curl', 'setpriv', 'tcpdump']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return (cached = `${tool} is not installed`);
-  }
+  const missing = netnsUnavailable(['ip', 'iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'curl', 'setpriv', 'tcpdump']);
+  if (missing) return (cached = missing.startsWith('needs root') ? `${missing}; run as root, as CI does` : missing);
   const probe = `etzprobe${randomBytes(3).toString('hex')}`;
   const r = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });
   if (r.status !== 0) return (cached = `cannot create network namespaces: ${r.stderr.trim()}`);
   spawnSync('ip', ['netns', 'del', probe]);
   return (cached = false);
-}
-
-/** A namespace with a unique name; `lo` is up. */
-export class Netns {
-  private constructor(readonly name: string) {}
-
-  static async create(prefix: string): Promise<Netns> {
-    const name = `${prefix}${process.pid}${randomBytes(3).toString('hex')}`;
-    const r = await sh(['ip', 'netns', 'add', name]);
-    if (r.code !== 0) throw new Error(`ip netns add ${name}: ${r.stderr}`);
-    const ns = new Netns(name);
-    await ns.must(['ip', 'link', 'set', 'lo', 'up']);
-    return ns;
-  }
-
-  exec(argv: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-    return sh(['ip', 'netns', 'exec', this.name, ...argv], opts);
-  }
-
-  async must(argv: string[]): Promise<string> {
-    const r = await this.exec(argv);
-    if (r.code !== 0) throw new Error(`[${this.name}] ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
-    return r.stdout;
-  }
-
-  async del(): Promise<void> {
-    await sh(['ip', 'netns', 'del', this.name]);
-  }
 }
 
 export interface VethAddrs {

@@ -3,7 +3,7 @@ import type { Command } from '../run.js';
 import { parseCommandArgs } from '../run.js';
 import { UsageError } from '../../core/errors.js';
 
-const USAGE = `Usage: etz demo [--duration TIME] [--speed N] [--no-attack] [--open] [--dashboard-port N]
+const USAGE = `Usage: etz demo [--duration TIME] [--speed N] [--no-attack] [--open] [--dashboard-port N] [--iptables]
 
 Run Istio's Bookinfo sample on a live etz mesh, all on loopback: the zone manager, productpage,
 details, ratings and reviews v1/v2/v3, each behind its own enrolled etz sidecar (mTLS), and an
@@ -20,9 +20,14 @@ Options:
       --no-attack          normal traffic only
       --open               print a dashboard link that signs in with the admin token
       --dashboard-port N   dashboard port (default 15080, or any free port when it is taken)
+      --iptables           (root) each workload in its own network namespace: apps call
+                           http://reviews:9080 and 'etz iptables' rules hand the calls to the
+                           sidecars (transparent interception); needs ip and iptables
   -h, --help               show this help
 
-Ctrl-C stops every process the demo started.
+Ctrl-C stops every process the demo started (and with --iptables removes the namespaces,
+veths and bridge); a demo killed outright takes its processes along, and the next --iptables run
+removes the namespaces it left.
 `;
 
 export function parseDuration(s: string): number {
@@ -50,6 +55,7 @@ export const command: Command = {
       'no-attack': { type: 'boolean' },
       open: { type: 'boolean' },
       'dashboard-port': { type: 'string' },
+      iptables: { type: 'boolean' },
     }, USAGE);
     if (parsed === null) return 0;
     const v = parsed.values;
@@ -60,15 +66,33 @@ export const command: Command = {
     if (!Number.isInteger(dashboardPort) || dashboardPort < 0 || dashboardPort > 65535) throw new UsageError(`invalid dashboard port '${v['dashboard-port'] as string}'`);
     if (v['dashboard-port'] === undefined && !(await portFree(dashboardPort))) dashboardPort = 0;
 
+    if (v.iptables) {
+      const { netnsUnavailable } = await import('../../sidecar/iptables/netns.js');
+      const why = netnsUnavailable();
+      if (why) {
+        process.stderr.write(`etz: demo --iptables ${why}; run it as root, or without --iptables for the loopback demo\n`);
+        return 2;
+      }
+    }
+
     const { runStory } = await import('../../../examples/bookinfo/story.js');
     let onStop: () => void = () => {};
     const stopSignal = new Promise<void>((resolve) => (onStop = resolve));
     const stop = (): void => onStop();
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    let pods: import('../../../examples/bookinfo/netns.js').PodNetwork | undefined;
     try {
-      await runStory({ speed, durationMs, attack: !v['no-attack'], dashboardPort, showLoginUrl: !!v.open, out: process.stdout, stopSignal });
+      if (v.iptables) {
+        const { PodNetwork } = await import('../../../examples/bookinfo/netns.js');
+        pods = await PodNetwork.create((m) => process.stdout.write(`etz demo: ${m}\n`));
+      }
+      await runStory({ speed, durationMs, attack: !v['no-attack'], dashboardPort, showLoginUrl: !!v.open, out: process.stdout, stopSignal, ...(pods ? { network: pods } : {}) });
     } finally {
+      if (pods) {
+        await pods.destroy();
+        process.stdout.write(`etz demo: removed namespaces ${pods.namespacePattern}, their veths, bridge ${pods.bridge} and /etc/netns entries\n`);
+      }
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
     }
