@@ -29,7 +29,12 @@ export interface ServiceEntryConfig {
 
 export interface SidecarConfig {
   service: { name: string; version: string; instance: string; namespace: string };
-  inbound: { enabled: boolean; host: string; port: number; appHost: string; appPort: number };
+  /**
+   * `extraPorts`: more inbound listener ports on the same host, each leading to the same
+   * application (appHost:appPort) through the same chain; they exist so a port can have its own
+   * mTLS mode (tls.portLevel) without iptables, e.g. a plaintext metrics scrape port.
+   */
+  inbound: { enabled: boolean; host: string; port: number; appHost: string; appPort: number; extraPorts: number[] };
   outbound: { enabled: boolean; host: string; port: number };
   /** The ingress gateway listener (`etz gateway`): external HTTP(S) in, routed into the mesh. */
   gateway: { enabled: boolean; host: string; port: number; tls?: { certFile: string; keyFile: string } };
@@ -110,6 +115,7 @@ export const sidecarSchema: Schema = {
         ...listener(true, '0.0.0.0', 15006),
         appHost: { ...host, default: '127.0.0.1' },
         appPort: { type: 'integer', minimum: 1, maximum: 65535, default: 8080 },
+        extraPorts: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 }, uniqueItems: true, maxItems: 64, default: [] },
       },
     },
     outbound: {

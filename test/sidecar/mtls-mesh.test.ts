@@ -66,7 +66,7 @@ test('a request arriving on B with a forged identity header (plaintext) is refus
   assert.equal(statusOf(raw), 400);
   assert.match(raw, /ETZ_ERR_MTLS_REQUIRED/);
   assert.equal(app.seen.length, n);
-  assert.match(await bRegistry.metrics(), /etz_tls_handshake_failures_total\{direction="inbound",reason="plaintext"\} 1/);
+  assert.match(await bRegistry.metrics(), /etz_tls_handshake_failures_total\{direction="inbound",reason="plaintext",mode="STRICT",port="default"\} 1/);
 });
 
 test('a destination whose sidecar proves another SPIFFE ID fails with 503 and a reason, nothing reaches the app', async () => {

@@ -1,6 +1,6 @@
 import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
 import { Server as TlsServer } from 'node:tls';
-import type { Socket } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Direction } from '../filter.js';
 import type { SidecarConfig } from '../../config/sidecar-schema.js';
@@ -22,6 +22,17 @@ import { createListenerServer, type ServerFactory } from './server-factory.js';
 const kCtx = Symbol('etz.ctx');
 type CtxResponse = ServerResponse & { [kCtx]?: Ctx };
 
+function listenOn(server: NetServer, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen({ host, port, backlog: 1024 }, () => {
+      server.off('error', onError);
+      resolve((server.address() as { port: number }).port);
+    });
+  });
+}
+
 function onResponseClose(this: CtxResponse): void {
   const ctx = this[kCtx];
   if (ctx !== undefined) finishRequest(ctx);
@@ -40,6 +51,9 @@ export class HttpListener {
   readonly #maxBodyBytes: number;
   readonly #self: { service: string; version?: string; instance?: string };
   readonly #sockets = new Set<Socket>();
+  /** Inbound `extraPorts`: accept-only servers handing their sockets to `server`. */
+  readonly #extraPorts: readonly number[];
+  readonly #extra: NetServer[] = [];
   #inflight = 0;
   #draining = false;
   #idle: (() => void) | null = null;
@@ -53,6 +67,7 @@ export class HttpListener {
     if (config.service.version !== 'unknown') self.version = config.service.version;
     if (config.service.instance) self.instance = config.service.instance;
     this.#self = self;
+    this.#extraPorts = direction === 'inbound' ? config.inbound.extraPorts ?? [] : [];
     this.server = factory(direction, config);
     this.server.on('request', this.#onRequest);
     this.server.on('upgrade', this.#onUpgrade);
@@ -73,15 +88,18 @@ export class HttpListener {
     return this.#sockets.size;
   }
 
-  listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.server.once('error', onError);
-      this.server.listen({ host, port, backlog: 1024 }, () => {
-        this.server.off('error', onError);
-        resolve((this.server.address() as { port: number }).port);
-      });
-    });
+  /** Listen on `port`, and for inbound on every `extraPorts` entry too; resolves the main port. */
+  async listen(host: string, port: number): Promise<number> {
+    const bound = await listenOn(this.server, host, port);
+    for (const p of this.#extraPorts) {
+      // Same options as the main server's accept; the socket then takes exactly the main path
+      // (mTLS guard by port, HTTP parser, chain), as if the main server had accepted it.
+      const extra = createNetServer({ noDelay: true, keepAlive: true }, (socket) => this.server.emit('connection', socket));
+      extra.maxConnections = this.server.maxConnections;
+      this.#extra.push(extra);
+      await listenOn(extra, host, p);
+    }
+    return bound;
   }
 
   /**
@@ -118,6 +136,7 @@ export class HttpListener {
    */
   async drain(deadlineMs: number): Promise<void> {
     this.#draining = true;
+    for (const x of this.#extra) x.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     // Responses still to come tell their clients not to send another request on the connection.
@@ -168,6 +187,7 @@ export class HttpListener {
 
   /** Immediate stop, for a failed start. */
   destroy(): void {
+    for (const x of this.#extra) x.close();
     this.server.close();
     for (const s of this.#sockets) s.destroy();
   }

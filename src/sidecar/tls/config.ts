@@ -1,4 +1,5 @@
 import type { InboundMode } from './options.js';
+import type { PortLevelConfig } from './port-modes.js';
 
 /**
  * The sidecar config's `tls` section: mesh mTLS. Present → the inbound listener is guarded
@@ -10,6 +11,11 @@ import type { InboundMode } from './options.js';
 export interface MeshTlsConfig {
   /** Inbound mode: STRICT (client certificate required), PERMISSIVE (mTLS or plaintext), DISABLE. */
   mode: InboundMode;
+  /**
+   * Per workload port overrides of `mode` (Istio's portLevelMtls): `{ "9090": PERMISSIVE }`. The
+   * port is the original destination under iptables interception, else the listener port reached.
+   */
+  portLevel: PortLevelConfig;
   trustDomain: string;
   /** Default: spiffe://<trustDomain>/ns/<service.namespace>/sa/<service.name>. */
   spiffeId?: string;
@@ -40,6 +46,8 @@ export const meshTlsSchema = {
   additionalProperties: false,
   properties: {
     mode: { enum: ['STRICT', 'PERMISSIVE', 'DISABLE'], default: 'STRICT' },
+    // Keys are checked by compilePortModes (a port 1-65535), which names the offending key.
+    portLevel: { type: 'object', additionalProperties: { enum: ['STRICT', 'PERMISSIVE', 'DISABLE'] }, default: {} },
     trustDomain: { type: 'string', pattern: '^[a-z0-9._-]+$', maxLength: 255, default: 'etz.local' },
     spiffeId: { type: 'string', pattern: '^spiffe://' },
     certFile: file,

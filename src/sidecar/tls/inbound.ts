@@ -11,19 +11,23 @@ import { localReply, sendRawLocalReply } from '../local-reply.js';
 import { connectionOf } from '../listeners/connections.js';
 import { createServerTlsOptions, type InboundMode } from './options.js';
 import { refusalLogger } from './log-limit.js';
+import { compilePortModes, modeOfConnection, portLabel, type ConnectionMode, type PortModes } from './port-modes.js';
 import type { WorkloadIdentity } from './workload-identity.js';
 
 /**
- * The inbound mTLS guard, placed in front of an http.Server. Every accepted socket is sniffed
- * (first byte 0x16 = TLS handshake record); TLS goes through a tls.Server whose verdict is taken
- * here after the handshake, plaintext is served (PERMISSIVE) or answered 400 (STRICT). Only
+ * The inbound mTLS guard, placed in front of an http.Server. Each accepted socket first gets the
+ * mode of its workload port (port-modes.ts): DISABLE hands it to HTTP untouched; otherwise it is
+ * sniffed (first byte 0x16 = TLS handshake record); TLS goes through a tls.Server whose verdict is
+ * taken here after the handshake, plaintext is served (PERMISSIVE) or answered 400 (STRICT). Only
  * sockets that pass are handed to the HTTP server, as its 'connection' event, so the listener and
  * the HTTP parser never see an unauthenticated TLS peer. Peer identities are recorded per socket
  * for the identity filter.
  */
 
 export interface InboundMtlsOptions {
+  /** The workload-wide mode; `portModes` (compiled from it and `tls.portLevel`) wins when given. */
   mode: InboundMode;
+  portModes?: PortModes;
   identity: WorkloadIdentity;
   /** Trust domains whose SPIFFE IDs are accepted; default: the workload's own. */
   trustDomains?: readonly string[];
@@ -47,6 +51,7 @@ type Marked = Socket & { [kPassed]?: true };
 
 export interface InboundMtlsHandle {
   readonly mode: InboundMode;
+  readonly portModes: PortModes;
   readonly tlsServer: TlsServer | null;
   /** Detach from the identity's rotations and drop pending handshakes. */
   close(): void;
@@ -73,7 +78,8 @@ function handshakeReason(err: Error & { code?: string }): RefusalReason {
 /** Installs the guard on `server` (call before it listens). DISABLE installs nothing. */
 export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions): InboundMtlsHandle {
   const { mode, identity } = opts;
-  if (mode === 'DISABLE') return { mode, tlsServer: null, close() {} };
+  const modes = opts.portModes ?? compilePortModes(mode, undefined, '(inbound)');
+  if (!modes.needsTls) return { mode, portModes: modes, tlsServer: null, close() {} };
   const logger = opts.logger ?? nullLogger;
   const m = opts.metrics ? identityMetrics(opts.metrics) : undefined;
   const failures = m?.handshakeFailures;
@@ -81,24 +87,38 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
   const timeoutMs = identity.settings.handshakeTimeoutMs;
   const pending = new Set<Socket>();
 
-  const tlsServer = new TlsServer(createServerTlsOptions(identity.current, mode, identity.settings));
+  // One TLS server for every port that speaks mTLS (STRICT and PERMISSIVE handshake alike).
+  const tlsServer = new TlsServer(createServerTlsOptions(identity.current, 'STRICT', identity.settings));
   const onRotate = (): void => {
     // New handshakes use the new certificate and bundle; established sessions are untouched.
-    tlsServer.setSecureContext(createServerTlsOptions(identity.current, mode, identity.settings));
+    tlsServer.setSecureContext(createServerTlsOptions(identity.current, 'STRICT', identity.settings));
+  };
+  // The mode each connection was accepted under, for the refusal's labels and its re-emission.
+  const accepted = new WeakMap<Socket, ConnectionMode>();
+  const labels = (socket: Socket, reason: RefusalReason) => {
+    const cm = accepted.get(socket) ?? accepted.get((socket as Socket & { _parent?: Socket })._parent!);
+    return cm === undefined
+      ? { direction: 'inbound', reason }
+      : { direction: 'inbound', reason, mode: cm.mode, port: portLabel(modes, cm.port) };
   };
   identity.on('rotate', onRotate);
 
   const log = refusalLogger(logger, 'inbound mTLS connection refused');
   const refuse = (socket: Socket, reason: RefusalReason, detail: string): void => {
-    failures?.inc({ direction: 'inbound', reason });
+    failures?.inc(labels(socket, reason));
     log(reason, { code: 'ETZ_ERR_TLS_REFUSED', remote: socket.remoteAddress, detail });
     socket.destroy();
   };
 
   const emit = server.emit as unknown as (this: HttpServer, event: string | symbol, ...args: unknown[]) => boolean;
-  const pass = (socket: Socket): void => {
+  const pass = (socket: Socket, cm: ConnectionMode | undefined): void => {
     (socket as Marked)[kPassed] = true;
     emit.call(server, 'connection', socket);
+    // Looked up already for the mode: the listener's port-based filters reuse it.
+    if (cm?.originalDst !== undefined) {
+      const conn = connectionOf(socket);
+      if (conn !== undefined && conn.originalDst === undefined) conn.originalDst = cm.originalDst;
+    }
   };
 
   tlsServer.on('secureConnection', (tls: TLSSocket) => {
@@ -114,7 +134,7 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
     if (!domains.has(peer.trustDomain)) return refuse(tls, 'foreign_trust_domain', peer.spiffeId);
     peers.set(tls, peer);
     m?.handshakes.inc({ direction: 'inbound', resumed: tls.isSessionReused() ? 'true' : 'false' });
-    pass(tls);
+    pass(tls, accepted.get((tls as TLSSocket & { _parent?: Socket })._parent!));
     // The listener registered the connection while it was emitted; give it the peer now, so a
     // policy change can close a revoked peer's connection before it carried any request.
     const conn = connectionOf(tls);
@@ -124,22 +144,22 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
     refuse(tls, handshakeReason(err), err.message);
   });
 
-  const route = (raw: Socket, first: number): void => {
+  const route = (raw: Socket, first: number, cm: ConnectionMode): void => {
     if (first === 0x16) {
       // Tracked until closed (handshaking or not), so close() can drop what never reached HTTP.
       pending.add(raw);
       raw.once('close', () => pending.delete(raw));
       tlsServer.emit('connection', raw);
-    } else if (mode === 'PERMISSIVE') {
-      pass(raw);
+    } else if (cm.mode === 'PERMISSIVE') {
+      pass(raw, cm);
     } else {
-      failures?.inc({ direction: 'inbound', reason: 'plaintext' });
-      log('plaintext', { code: 'ETZ_ERR_MTLS_REQUIRED', remote: raw.remoteAddress });
+      failures?.inc(labels(raw, 'plaintext'));
+      log('plaintext', { code: 'ETZ_ERR_MTLS_REQUIRED', remote: raw.remoteAddress, port: cm.port });
       sendRawLocalReply(raw, localReply('ETZ_ERR_MTLS_REQUIRED', 'this port requires mutual TLS (STRICT)'));
     }
   };
 
-  const sniff = (raw: Socket): void => {
+  const sniff = (raw: Socket, cm: ConnectionMode): void => {
     pending.add(raw);
     const timer = setTimeout(() => {
       cleanup();
@@ -157,7 +177,7 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
       if (chunk === null || chunk.length === 0) return;
       cleanup();
       raw.unshift(chunk);
-      route(raw, chunk[0]!);
+      route(raw, chunk[0]!, cm);
     };
     raw.on('readable', onReadable);
     raw.once('close', cleanup);
@@ -169,7 +189,14 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
   // connections only.
   server.emit = function (this: HttpServer, event: string | symbol, ...args: unknown[]): boolean {
     if (event === 'connection' && !(args[0] as Marked)[kPassed]) {
-      sniff(args[0] as Socket);
+      const raw = args[0] as Socket;
+      const cm = modeOfConnection(modes, raw);
+      // A DISABLE port is plain HTTP from its first byte: a ClientHello there is a bad request.
+      if (cm.mode === 'DISABLE') pass(raw, cm);
+      else {
+        accepted.set(raw, cm);
+        sniff(raw, cm);
+      }
       return true;
     }
     return emit.call(this, event, ...args);
@@ -181,5 +208,5 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
     pending.clear();
   };
   server.once('close', close);
-  return { mode, tlsServer, close };
+  return { mode, portModes: modes, tlsServer, close };
 }

@@ -15,6 +15,7 @@ import { attachInboundMtls } from './inbound.js';
 import { loadTlsMaterialFiles, watchTlsMaterialFiles } from './material.js';
 import { DEFAULT_TLS, type TlsSettings } from './options.js';
 import { createMtlsConnector, type ConnectBase } from './outbound.js';
+import { compilePortModes } from './port-modes.js';
 import { WorkloadIdentity } from './workload-identity.js';
 
 /**
@@ -41,7 +42,7 @@ export interface SidecarTlsOptions {
 }
 
 const DEFAULTS: MeshTlsConfig = {
-  mode: 'STRICT', trustDomain: 'etz.local', certTtlMs: 86_400_000, renewFraction: 0.5, minVersion: 'TLSv1.3',
+  mode: 'STRICT', portLevel: {}, trustDomain: 'etz.local', certTtlMs: 86_400_000, renewFraction: 0.5, minVersion: 'TLSv1.3',
   cipherSuites: DEFAULT_TLS.cipherSuites, originate: true, plaintextServices: [], trustDomains: [], watchIntervalMs: 10_000,
 };
 
@@ -54,20 +55,28 @@ const DEFAULTS: MeshTlsConfig = {
 export function identitySourceError(config: SidecarConfig, source: string, hasIdentity: boolean): ConfigError | undefined {
   const t = config.tls as Partial<MeshTlsConfig> | undefined;
   const mode = t?.mode ?? 'STRICT';
+  let needsTls: boolean;
+  try {
+    needsTls = compilePortModes(mode, t?.portLevel, source).needsTls;
+  } catch (err) {
+    return err as ConfigError;
+  }
   const files = (['certFile', 'keyFile', 'caFile'] as const).filter((f) => t?.[f] !== undefined);
   if (files.length > 0 && files.length < 3) {
     const missing = ['certFile', 'keyFile', 'caFile'].filter((f) => !(files as readonly string[]).includes(f));
     return new ConfigError(source, '/tls', `certFile, keyFile and caFile go together: ${missing.join(' and ')} missing`);
   }
-  if (hasIdentity || files.length === 3 || t?.caDir || mode === 'DISABLE') return undefined;
-  return new ConfigError(source, '/tls', `mTLS is ${mode} ${t === undefined ? 'by default ' : ''}but the sidecar has no identity: set tls.certFile/keyFile/caFile (etz ca issue), or tls.caDir, or a manager section to enroll with the zone manager; to run without mTLS say tls.mode: DISABLE explicitly`);
+  if (hasIdentity || files.length === 3 || t?.caDir || !needsTls) return undefined;
+  const what = mode === 'DISABLE' ? 'on for some ports (tls.portLevel)' : `${mode} ${t === undefined ? 'by default ' : ''}`.trimEnd();
+  return new ConfigError(source, '/tls', `mTLS is ${what} but the sidecar has no identity: set tls.certFile/keyFile/caFile (etz ca issue), or tls.caDir, or a manager section to enroll with the zone manager; to run without mTLS say tls.mode: DISABLE explicitly`);
 }
 
 export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOptions): Promise<SidecarTls | null> {
   const section = (config as SidecarConfig & { tls?: Partial<MeshTlsConfig> }).tls;
   const source = opts.source ?? '(sidecar config)';
   const c: MeshTlsConfig = { ...DEFAULTS, ...section };
-  if (opts.identity === undefined && c.mode === 'DISABLE' && !c.certFile && !c.caDir) {
+  const portModes = compilePortModes(c.mode, c.portLevel, source);
+  if (opts.identity === undefined && !portModes.needsTls && !c.certFile && !c.caDir) {
     // Only an explicit `mode: DISABLE` gets here (the default is STRICT), so plaintext is a choice.
     opts.logger.warn({ mode: c.mode }, 'mesh mTLS is DISABLED (tls.mode: DISABLE): mesh traffic is not authenticated or encrypted, inbound and outbound');
     return null;
@@ -131,17 +140,21 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
     }
     : null;
 
-  if (c.mode === 'DISABLE') {
+  if (!portModes.needsTls) {
     opts.logger.warn({ identity: id.spiffeId, originate: c.originate }, 'inbound mTLS is DISABLED (tls.mode: DISABLE): inbound mesh traffic is not authenticated');
   }
-  opts.logger.info({ identity: id.spiffeId, mode: c.mode, originate: c.originate }, 'mesh mTLS configured');
+  const plainPorts = Object.entries(c.portLevel).filter(([, m]) => m !== 'STRICT').map(([p, m]) => `${p}:${m}`);
+  if (portModes.needsTls && (c.mode !== 'STRICT' || plainPorts.length > 0)) {
+    opts.logger.warn({ mode: c.mode, ports: plainPorts }, 'inbound accepts plaintext on some ports (tls.mode / tls.portLevel); those connections carry no peer identity');
+  }
+  opts.logger.info({ identity: id.spiffeId, mode: c.mode, portLevel: c.portLevel, originate: c.originate }, 'mesh mTLS configured');
   return {
     identity: id,
     config: c,
     serverFactory(direction, sc) {
       const server = createListenerServer(direction, sc);
-      if (direction === 'inbound' && c.mode !== 'DISABLE') {
-        handles.push(attachInboundMtls(server, { mode: c.mode, identity: id, trustDomains, metrics: opts.registry, logger: opts.logger }));
+      if (direction === 'inbound' && portModes.needsTls) {
+        handles.push(attachInboundMtls(server, { mode: c.mode, portModes, identity: id, trustDomains, metrics: opts.registry, logger: opts.logger }));
       }
       return server;
     },
