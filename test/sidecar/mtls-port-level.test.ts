@@ -52,6 +52,19 @@ async function startPortLevelSidecar(): Promise<void> {
         admin: { enabled: false },
         logging: { level: 'silent' },
         tls: { mode: 'STRICT', portLevel: { [String(permissivePort)]: 'PERMISSIVE', [String(disablePort)]: 'DISABLE' } },
+        // What the docs advise: the plaintext ports reach only their own paths.
+        resources: { policies: [{
+          apiVersion: 'etz.io/v1',
+          kind: 'AuthorizationPolicy',
+          metadata: { name: 'plaintext-ports-narrow', namespace: 'default' },
+          spec: {
+            action: 'ALLOW',
+            rules: [
+              { to: [{ notPorts: [permissivePort, disablePort] }] },
+              { to: [{ ports: [permissivePort, disablePort], paths: ['/permissive*', '/disable*'] }] },
+            ],
+          },
+        }] },
       }, { identity, logger: nullLogger, registry });
       strictPort = sidecar.ports.inbound;
       return;
@@ -144,6 +157,15 @@ test('DISABLE port: plaintext served without an identity; a TLS ClientHello is n
   assert.equal(app.seen.length, before, 'nothing reached the application');
   assert.equal(await handshakes(), handshakesBefore);
   assert.equal(await refusals({ port: String(disablePort) }), 0);
+});
+
+test('an authorization policy sees the extra port: the plaintext port reaches only its own paths', async () => {
+  const before = app.seen.length;
+  const raw = await plainGet(permissivePort, '/strict-api');
+  assert.equal(statusOf(raw), 403, raw);
+  assert.equal(app.seen.length, before);
+  // The same path over mTLS on the STRICT port is allowed.
+  assert.equal(await mtlsGet(strictPort, '/strict-api'), 200);
 });
 
 test('the port decides, not the connection order: the STRICT port still refuses plaintext after the others served it', async () => {
