@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   risk: () => import('./risk/index.js'),
   intel: () => import('./intel/index.js'),
   'control-plane': () => import('./control-plane/index.js'),
+  'port-level': () => import('./port-level/index.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);
