@@ -59,14 +59,17 @@ export function managerConfig(dataDir: string, t: MeshTiming, dashboardPort: num
         details: { labels: ['latency-critical'], allow: ['productpage'] },
         reviews: { allow: ['productpage'] },
       },
-      // An operator rule on top of the learned baselines: no Bookinfo service calls more than two
-      // others, so one that does is suspicious for as long as it does.
-      rules: [{ name: 'wide-fan-out', subject: 'service', feature: 'fanOut', above: 2, points: 25 }],
+      // An operator rule on top of the learned baselines: no Bookinfo workload calls more than two
+      // others, so a service or an instance that does is suspicious for as long as it does.
+      rules: [
+        { name: 'wide-fan-out', subject: 'service', feature: 'fanOut', above: 2, points: 25 },
+        { name: 'wide-fan-out', subject: 'instance', feature: 'fanOut', above: 2, points: 25 },
+      ],
       principals: {
         scraping: { maxRequests: 5, windowMs: t.principalWindowMs, action: 'route', to: { service: 'reviews', version: 'v1' } },
-        // Off in the demo: a zone's 403 further down a user's call chain would count against the
-        // user, and the demo has no credential stuffing to show.
-        authFailures: { enabled: false },
+        // Credential stuffing (more than 10 refusals of a user's own requests per user window): a
+        // zone's 403 further down a user's call chain is the mesh's doing and does not count.
+        authFailures: { enabled: true, maxFailures: 10, windowMs: t.principalWindowMs, action: 'block' },
         flagTtlMs: t.principalWindowMs * 3,
       },
     },

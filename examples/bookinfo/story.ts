@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMesh, timingFor, type MeshHandles, type MeshNetwork, type MeshTiming } from './mesh.js';
-import { TrafficGenerator } from './traffic.js';
+import { TrafficGenerator, type UserStats } from './traffic.js';
 
 /**
  * The Bookinfo demo's script: warm up with normal readers, then a scraping end user, then a
@@ -30,9 +30,15 @@ interface AuditView { seq: number; ts: string; action: string; target?: string; 
 export interface StorySummary {
   containmentCreated: boolean;
   containmentDissolved: boolean;
+  /** Members of the (first) containment zone, as `members()` prints them. */
+  containedMembers?: string;
   timeToContainmentMs?: number;
   ackMs?: number;
   zonesSeen: Record<string, number>;
+  /** Every zone seen: `type members` (e.g. `containment reviews-v2`). */
+  zoneList: string[];
+  /** Normal users' page views while the containment zone held, and how many were served. */
+  duringContainment?: { requests: number; ok: number };
   flagged: string[];
   completed: boolean;
 }
@@ -71,7 +77,7 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
   };
   const deadlinePassed = (): boolean => o.durationMs > 0 && Date.now() - started >= o.durationMs;
 
-  const summary: StorySummary = { containmentCreated: false, containmentDissolved: false, zonesSeen: {}, flagged: [], completed: false };
+  const summary: StorySummary = { containmentCreated: false, containmentDissolved: false, zonesSeen: {}, zoneList: [], flagged: [], completed: false };
   say(`etz demo: Bookinfo on a live etz mesh (speed ×${o.speed}: scoring window ${secs(t.windowMs)}, user window ${secs(t.principalWindowMs)}, cool-down ${secs(t.coolDownMs)})`);
   let mesh: MeshHandles | undefined;
   let traffic: TrafficGenerator | undefined;
@@ -87,6 +93,8 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
     let lastSeq = 0;
     let containment: ZoneView | undefined;
     let pendingAck: { zone: ZoneView; seenAt: number } | undefined;
+    // Normal users' totals when the containment zone came and went: what they saw meanwhile.
+    const duringContainment: { start?: UserStats; end?: UserStats } = {};
     const poll = async (): Promise<void> => {
       const [zl, audit] = await Promise.all([
         m.admin.call<{ items: ZoneView[] }>('GET', '/v1/zones'),
@@ -94,15 +102,29 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
       ]);
       const now = Date.now();
       for (const z of zl.items) {
-        if (zones.has(z.id)) continue;
+        const known = zones.get(z.id);
+        if (known) {
+          // Members change when risk spreads (an instance zone grows to the whole service).
+          if (members(known) !== members(z)) {
+            say(`${z.type} zone ${z.id} now around ${members(z)}`);
+            summary.zoneList.push(`${z.type} ${members(z)}`);
+            zones.set(z.id, z);
+          }
+          continue;
+        }
         zones.set(z.id, z);
         summary.zonesSeen[z.type] = (summary.zonesSeen[z.type] ?? 0) + 1;
+        summary.zoneList.push(`${z.type} ${members(z)}`);
         if (z.type === 'containment') {
           containment = z;
+          summary.containedMembers ??= members(z);
           summary.containmentCreated = true;
           if (z.detectedAt !== undefined) summary.timeToContainmentMs = z.createdAt - z.detectedAt;
           say(`⚠  CONTAINMENT zone ${z.id} around ${members(z)}: ${z.reason}`);
+          const inst = z.members.filter((x) => x.instance !== undefined);
+          if (inst.length === z.members.length) say(`   only ${members(z)} is contained: its own calls are refused and callers route around it to its sibling instances`);
           if (z.detectedAt !== undefined) say(`   time to containment: ${secs(z.createdAt - z.detectedAt)} from the first anomalous window`);
+          if (traffic) duringContainment.start = { ...traffic.normalTotals() };
           pendingAck = { zone: z, seenAt: now };
         } else {
           say(`${z.type === 'isolation' ? '🔒' : '⚡'} ${z.type} zone ${z.id}: ${members(z)} — ${z.reason}`);
@@ -113,6 +135,7 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
         zones.delete(id);
         if (z.type === 'containment') {
           summary.containmentDissolved = true;
+          if (traffic && duringContainment.start && !duringContainment.end) duringContainment.end = { ...traffic.normalTotals() };
           say(`✔  containment zone ${id} dissolved (${members(z)} calm for the cool-down) after ${secs(now - z.createdAt)}`);
         } else say(`${z.type} zone ${id} dissolved`);
       }
@@ -218,6 +241,9 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
     await sleep(300);
     clearInterval(poller);
     await poll().catch(() => {});
+    const d0 = duringContainment.start;
+    const d1 = duringContainment.end ?? tr.normalTotals();
+    if (d0) summary.duringContainment = { requests: d1.requests - d0.requests, ok: d1.ok - d0.ok };
     printSummary(o.out, tr, summary, refused);
     return summary;
   } finally {
@@ -241,13 +267,15 @@ function printSummary(out: NodeJS.WritableStream, tr: TrafficGenerator, s: Story
     ['normal users: served by reviews v1/v2/v3', `${n.reviews.v1 ?? 0}/${n.reviews.v2 ?? 0}/${n.reviews.v3 ?? 0}`],
     ['mallory: requests / 429 / by v1 / by v2,v3', ma ? `${ma.requests} / ${ma.rateLimited} / ${ma.reviews.v1 ?? 0} / ${(ma.reviews.v2 ?? 0) + (ma.reviews.v3 ?? 0)}` : '-'],
     ['end users flagged by the engine', s.flagged.join(', ') || '-'],
-    ['containment zone created', s.containmentCreated ? 'yes' : 'no'],
+    ['containment zone created', s.containmentCreated ? `yes, around ${s.containedMembers}` : 'no'],
+    ['normal users while contained: requests (ok)', s.duringContainment ? `${s.duringContainment.requests} (${s.duringContainment.requests ? ((s.duringContainment.ok / s.duringContainment.requests) * 100).toFixed(1) : '100.0'}%)` : '-'],
     ['time to containment (detect → zone)', s.timeToContainmentMs !== undefined ? secs(s.timeToContainmentMs) : '-'],
     ['zone → acked by every sidecar', s.ackMs !== undefined ? secs(s.ackMs) : '-'],
-    ['exfiltration calls refused (reviews-v2)', String(refused)],
+    ['calls of reviews-v2 refused by its sidecar', String(refused)],
     ['containment zone dissolved', s.containmentDissolved ? 'yes' : 'no'],
     ['zones seen (containment/isolation/performance)', `${s.zonesSeen.containment ?? 0}/${s.zonesSeen.isolation ?? 0}/${s.zonesSeen.performance ?? 0}`],
   ];
+  for (const z of s.zoneList) rows.push(['  zone', z]);
   const w = Math.max(...rows.map(([k]) => k.length));
   out.write(`\nSummary\n${'─'.repeat(w + 20)}\n`);
   for (const [k, v] of rows) out.write(`${k.padEnd(w)}  ${v}\n`);

@@ -22,6 +22,8 @@ export interface RequestRecordFields<Ts extends string | number, D extends strin
   bytesOut?: number;
   mtls?: boolean;
   decision?: D;
+  /** The code (ETZ_ERR_*) of the reply the sidecar itself gave instead of the upstream's: a denial, an unavailable upstream. */
+  reason?: string;
   requestId?: string;
 }
 
@@ -63,7 +65,7 @@ export function checkRecord(rec: unknown): RecordCheck {
         if (e2) return e2;
       }
     }
-    for (const [k, req] of [['method', true], ['path', true], ['principal', false], ['decision', false], ['requestId', false]] as const) {
+    for (const [k, req] of [['method', true], ['path', true], ['principal', false], ['decision', false], ['reason', false], ['requestId', false]] as const) {
       const e = str(rec, k, k, req);
       if (e) return e;
     }

@@ -153,6 +153,7 @@ export function runChain(ctx: Ctx, start = 0): void {
 }
 
 export function replyLocal(ctx: Ctx, reply: LocalReply, close = false): void {
+  ctx.replyCode = reply.code;
   if (ctx.decision === 'allow') {
     if (reply.status === 403) ctx.decision = 'deny';
     else if (reply.status === 429) ctx.decision = 'ratelimited';

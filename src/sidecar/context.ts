@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Decision, Direction, PeerIdentity, RequestContext } from './filter.js';
+import type { ErrorCode } from '../core/errors.js';
 import type { Endpoint } from './clusters.js';
 import type { CompiledChain } from './chain.js';
 
@@ -27,7 +28,9 @@ export class Ctx implements RequestContext {
   principal?: string = undefined;
   destination?: { service: string; version?: string; instance?: string } = undefined;
   decision: Decision = 'allow';
+  replyCode?: ErrorCode = undefined;
   subset?: Record<string, string> = undefined;
+  avoidEndpoints?: ReadonlySet<string> = undefined;
   upstreamHeaders?: string[] = undefined;
   endpoint?: Endpoint = undefined;
   mtls = false;

@@ -51,8 +51,12 @@ export interface RequestContext {
   destination?: { service: string; version?: string; instance?: string };
   /** What the sidecar did with the request; reported in telemetry. */
   decision: Decision;
+  /** Code of the local reply the sidecar answered with (a denial, an upstream failure), if any; reported in telemetry. */
+  replyCode?: ErrorCode;
   /** Upstream subset chosen by routing filters before the router runs (e.g. { version: 'v1' }). */
   subset?: Record<string, string>;
+  /** Endpoint keys (`address:port`) of contained instances the router must route around (set by zone-rules). */
+  avoidEndpoints?: ReadonlySet<string>;
   /** Free-form slots for filter-to-filter data, keyed by filter name (created on first use). */
   readonly attrs: Map<string, unknown>;
   /** Extra headers for the upstream request, as [name, value, name, value, …]; filters push. */

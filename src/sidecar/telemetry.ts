@@ -70,5 +70,6 @@ export function buildRequestRecord(ctx: RequestContext, self: SelfInfo, status: 
     requestId: ctx.id,
   };
   if (ctx.principal !== undefined) rec.principal = ctx.principal;
+  if (ctx.replyCode !== undefined) rec.reason = ctx.replyCode;
   return rec;
 }

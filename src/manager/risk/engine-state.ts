@@ -6,7 +6,7 @@ import { PrincipalTracker } from './principals.js';
 import { Scorer, type ScoreBatch, type ScoreResult } from './scorer.js';
 import type { EngineEvent, FlaggedPrincipal, Level, Reason, Subject, SubjectKind, SubjectScore, VulnFinding } from './types.js';
 import { TrafficRecorder } from '../traffic/analyzer.js';
-import { ZoneManager, type ZoneSnapshot } from '../zones/manager.js';
+import { ZoneManager, type InstanceRisk, type ZoneSnapshot } from '../zones/manager.js';
 
 // The engine's shared state lives in one base class so that ingestion, scoring and the operator
 // surface can sit in separate files while still touching the same maps without copies.
@@ -48,6 +48,13 @@ export interface Open {
   edges: Map<string, Map<string, Slot>>;
   /** Requests entering the mesh from outside (the load that drives everything else). */
   ingress: number;
+  /** Request ids that met a mesh decision (a denial, an upstream the sidecar could not use) in this window. */
+  meshIds: Set<string> | null;
+  /**
+   * Per destination service: requests not counted against it because the mesh refused them or
+   * their caller is the suspect (a new edge, a caller at high risk), and from whom.
+   */
+  excluded: Map<string, { n: number; from: Set<string> }> | null;
 }
 
 export type ScoreFn = (batch: ScoreBatch) => ScoreResult[] | Promise<ScoreResult[]>;
@@ -113,6 +120,7 @@ export class EngineState {
     this.zones = new ZoneManager(cfg, (e) => this.emit(e), {
       serviceCount: () => this.serviceCount(),
       instanceCount: (s) => this.instances.get(s)?.size ?? 0,
+      instances: (s) => this.instanceRisks(s),
     });
   }
 
@@ -140,6 +148,17 @@ export class EngineState {
       this.subjects.set(key, s);
     }
     return s;
+  }
+
+  protected instanceRisks(service: string): InstanceRisk[] {
+    const out: InstanceRisk[] = [];
+    for (const name of this.instances.get(service) ?? []) {
+      const s = this.subjects.peek(`instance:${service}/${name}`);
+      if (!s || s.at === 0 || s.subject.kind !== 'instance') continue;
+      out.push({ key: s.key, subject: s.subject, score: s.score, level: s.level, reasons: s.reasons, at: s.at });
+      if (out.length >= 1000) break;
+    }
+    return out;
   }
 
   protected serviceCount(): number {

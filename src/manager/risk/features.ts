@@ -29,6 +29,14 @@ export const NF = FEATURES.length;
 
 const RESERVOIR = 64;
 const MAX_SET = 256;
+// Error records kept per accumulator until the window closes, to excuse the ones whose request met
+// a mesh decision further down the call chain (that record may arrive later in the window).
+const MAX_ERR_IDS = 128;
+
+/** Which error counters one record raised (so an excused record can be taken back exactly). */
+export const ERR_5XX = 1;
+export const ERR_4XX = 2;
+export const ERR_AUTH = 4;
 
 export class WindowAcc {
   requestsIn = 0;
@@ -47,6 +55,10 @@ export class WindowAcc {
   newPaths = 0;
   newPathNames: string[] | null = null;
   principals: Set<string> | null = null;
+  /** Errors not counted because their request met a mesh decision downstream. */
+  excused = 0;
+  errIds: string[] | null = null;
+  errFlags: number[] | null = null;
 
   latency(ms: number): void {
     reservoirOffer(this.latencies, this.latSeen++, ms, RESERVOIR);
@@ -62,6 +74,25 @@ export class WindowAcc {
   addPrincipal(p: string): void {
     if (!this.principals) this.principals = new Set();
     if (this.principals.size < MAX_SET * 4) this.principals.add(p);
+  }
+
+  /** Remember an error record's request id until the window closes (bounded). */
+  noteError(id: string, flags: number): void {
+    if (!this.errIds) {
+      this.errIds = [];
+      this.errFlags = [];
+    }
+    if (this.errIds.length >= MAX_ERR_IDS) return;
+    this.errIds.push(id);
+    this.errFlags!.push(flags);
+  }
+
+  /** Take back one error record's counts: its cause was a mesh decision, not this subject. */
+  excuse(flags: number): void {
+    if (flags & ERR_5XX) this.err5xx--;
+    if (flags & ERR_4XX) this.err4xx--;
+    if (flags & ERR_AUTH) this.authFailures--;
+    this.excused++;
   }
 
   addPath(p: string): boolean {

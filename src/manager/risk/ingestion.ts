@@ -1,10 +1,12 @@
-import { WindowAcc } from './features.js';
+import { ERR_4XX, ERR_5XX, ERR_AUTH, WindowAcc } from './features.js';
+import { isUserAuthFailure, meshCause } from './attribution.js';
 import type { PrincipalVerdict } from './principals.js';
 import type { EngineEvent, IntelRecord, LogRecord, RequestRecord, Subject, SubjectScore, TelemetryRecord, VulnRecord } from './types.js';
 import { iso } from '../zones/manager.js';
-import { EngineState, MAX_SEEN, instanceSubject, rankLevel, subjectKey, type IngestResult, type Open, type Slot } from './engine-state.js';
+import { EngineState, MAX_SEEN, instanceSubject, rankLevel, subjectKey, type IngestResult, type Open, type Slot, type SubjectInfo } from './engine-state.js';
 
 const NOVELTY_WINDOWS = 6;
+const MAX_MESH_IDS = 4096;
 const INTEL_FACTOR = { low: 0.15, medium: 0.4, high: 0.75, critical: 1 } as const;
 
 // Record intake is the hot path; it only accumulates into open windows and raises the per-request
@@ -65,7 +67,7 @@ export class EngineIngest extends EngineState {
   private window(start: number): Open {
     let w = this.open.get(start);
     if (!w) {
-      w = { start, slots: new Map(), services: new Map(), instances: new Map(), edges: new Map(), ingress: 0 };
+      w = { start, slots: new Map(), services: new Map(), instances: new Map(), edges: new Map(), ingress: 0, meshIds: null, excluded: null };
       this.open.set(start, w);
     }
     return w;
@@ -129,57 +131,91 @@ export class EngineIngest extends EngineState {
     const src = r.source.service;
     const dst = r.destination.service;
     const status = r.status;
+    const cause = meshCause(r.reason);
     const is5xx = status >= 500 || status === 0;
     const is4xx = status >= 400 && status < 500;
-    const auth = status === 401 || status === 403;
+    const auth = isUserAuthFailure(status, r.reason);
+    const flags = (is5xx ? ERR_5XX : 0) | (is4xx ? ERR_4XX : 0) | (auth ? ERR_AUTH : 0);
     const bi = r.bytesIn ?? 0;
     const bo = r.bytesOut ?? 0;
+    const id = r.requestId;
 
+    const w = this.window(start);
+    if (src === 'ingress') w.ingress++;
+    if (cause !== null && id !== undefined) {
+      w.meshIds ??= new Set();
+      if (w.meshIds.size < MAX_MESH_IDS) w.meshIds.add(id);
+    }
+    // An error whose request met a mesh decision further down the call chain is that decision's
+    // consequence, not this subject's doing; one that arrives before the decision's record is
+    // settled when the window closes.
+    const meshIds = w.meshIds;
+    const excusedNow = flags !== 0 && cause === null && id !== undefined && meshIds !== null && meshIds.has(id);
     const inbound = (a: WindowAcc) => {
       a.requestsIn++;
-      if (is5xx) a.err5xx++;
-      if (is4xx) a.err4xx++;
-      if (auth) a.authFailures++;
+      if (excusedNow) a.excused++;
+      else if (flags !== 0) {
+        if (is5xx) a.err5xx++;
+        if (is4xx) a.err4xx++;
+        if (auth) a.authFailures++;
+        if (cause === null && id !== undefined) a.noteError(id, flags);
+      }
       a.bytesIn += bi;
       a.bytesOut += bo;
       a.latency(r.durationMs);
     };
 
-    const w = this.window(start);
-    if (src === 'ingress') w.ingress++;
-
-    // Destination service (inbound behaviour) with path novelty.
-    const d = this.service(w, dst);
-    const dInfo = d.info;
-    const dAcc = d.acc;
-    inbound(dAcc);
-    if (r.principal !== undefined) dAcc.addPrincipal(r.principal);
-    if (dAcc.addPath(r.path)) {
-      if (dInfo.windows >= this.cfg.risk.warmupWindows && dInfo.seenPaths && !dInfo.seenPaths.has(r.path) && dInfo.seenPaths.size < MAX_SEEN * 2) dAcc.newPaths++;
-    }
-    if (r.destination.instance !== undefined) inbound(this.instance(w, dst, r.destination.instance, r.destination.version).acc);
-
-    // Source service (outbound behaviour) with edge novelty; traffic from outside has no source subject.
+    // Source (outbound behaviour) first: its service and, when the record names it, the instance
+    // that made the call — new edges, fan-out and data sent belong to the workload that sent them.
+    // Traffic from outside has no source subject.
+    let suspect = false;
     if (src !== 'ingress') {
       const sl = this.service(w, src);
       const sInfo = sl.info;
       const sAcc = sl.acc;
+      const high = this.cfg.risk.levels.high;
       sAcc.requestsOut++;
-      if (sAcc.addDest(dst) && sInfo.windows >= this.cfg.risk.warmupWindows) {
-        // -1 marks destinations learned during warm-up. A destination first seen after warm-up
-        // stays "new" for a few windows, so hysteresis can see it more than once, and for as long
-        // as the caller stays at high risk, so an attack cannot make its own edges familiar.
-        const first = sInfo.seenDests?.get(dst);
-        if (first === undefined || (first >= 0 && (start - first < NOVELTY_WINDOWS * this.cfg.risk.windowMs || sInfo.score >= this.cfg.risk.levels.high))) (sAcc.newDests ??= []).push(dst);
-      }
+      sAcc.bytesOut += bi;
+      const novel = this.novel(sInfo, dst, start, sInfo.score);
+      if (sAcc.addDest(dst) && novel) (sAcc.newDests ??= []).push(dst);
+      suspect = novel || sInfo.score >= high;
       if (r.source.instance !== undefined) {
-        const ia = this.instance(w, src, r.source.instance, r.source.version).acc;
+        const il = this.instance(w, src, r.source.instance, r.source.version);
+        const ia = il.acc;
         ia.requestsOut++;
-        ia.addDest(dst);
+        ia.bytesOut += bi;
+        // Novel for the instance means never called by its service during the baseline: a fresh
+        // instance calling what its siblings call is not news.
+        const inovel = this.novel(sInfo, dst, start, il.info.score);
+        if (ia.addDest(dst) && inovel) (ia.newDests ??= []).push(dst);
+        if (inovel || il.info.score >= high) suspect = true;
       }
     }
 
-    // Edge.
+    // Destination (inbound behaviour) with path novelty. A call the mesh refused never reached
+    // it, and traffic from a suspect caller is judged on the caller: a victim flooded by a
+    // compromised workload is not the one to contain.
+    if (cause === 'deny' || suspect) {
+      w.excluded ??= new Map();
+      let x = w.excluded.get(dst);
+      if (!x && w.excluded.size < MAX_SEEN) w.excluded.set(dst, (x = { n: 0, from: new Set() }));
+      if (x) {
+        x.n++;
+        if (x.from.size < 8) x.from.add(r.source.instance ?? src);
+      }
+    } else {
+      const d = this.service(w, dst);
+      const dInfo = d.info;
+      const dAcc = d.acc;
+      inbound(dAcc);
+      if (r.principal !== undefined) dAcc.addPrincipal(r.principal);
+      if (dAcc.addPath(r.path)) {
+        if (dInfo.windows >= this.cfg.risk.warmupWindows && dInfo.seenPaths && !dInfo.seenPaths.has(r.path) && dInfo.seenPaths.size < MAX_SEEN * 2) dAcc.newPaths++;
+      }
+      if (r.destination.instance !== undefined) inbound(this.instance(w, dst, r.destination.instance, r.destination.version).acc);
+    }
+
+    // Edge: the pair's behaviour, whatever became of the call.
     inbound(this.edge(w, src, dst).acc);
 
     // Threat intel on the caller, and per-request principal rules.
@@ -197,6 +233,19 @@ export class EngineIngest extends EngineState {
       const ipHit = this.intel.matchIp(r.source.ip, now);
       if (ipHit) this.alertOnce(`intel-ip:${r.source.ip}`, ipHit.severity === 'critical' ? 'critical' : 'high', `request to ${dst} from ${r.source.ip}, which matches threat-intel indicator ${ipHit.value}`, { kind: 'service', service: dst }, now);
     }
+  }
+
+  /**
+   * Whether `dst` is a destination `caller` (a service's info) never called during its baseline.
+   * -1 marks destinations learned during warm-up. A destination first seen after warm-up stays
+   * "new" for a few windows, so hysteresis can see it more than once, and for as long as the
+   * subject calling it (`score`: the service's or the instance's) stays at high risk, so an
+   * attack cannot make its own edges familiar.
+   */
+  private novel(caller: SubjectInfo, dst: string, start: number, score: number): boolean {
+    if (caller.windows < this.cfg.risk.warmupWindows) return false;
+    const first = caller.seenDests?.get(dst);
+    return first === undefined || (first >= 0 && (start - first < NOVELTY_WINDOWS * this.cfg.risk.windowMs || score >= this.cfg.risk.levels.high));
   }
 
   private onLog(r: LogRecord, start: number): void {

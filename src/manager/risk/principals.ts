@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { SlidingWindowCounter } from '../../scoring/index.js';
 import type { EngineConfig } from './config.js';
 import type { FlagAction, FlaggedPrincipal, Indicator, Reason, RequestRecord } from './types.js';
+import { isUserAuthFailure, meshCause } from './attribution.js';
 
 /**
  * End-user behaviour, judged per request as records arrive (not per window): the paper's "more
@@ -48,7 +49,10 @@ export class PrincipalTracker {
       return this.intelVerdict(p, ipHit, `requests from ${rec.source.ip} which matches threat-intel indicator ${ipHit.value}`);
     }
     let first = true;
-    const auth = (rec.status === 401 || rec.status === 403) && this.cfg.authFailures.enabled;
+    // Only a refusal of the user's own request counts: a zone, network policy or unreachable
+    // upstream further down the call chain is the mesh's doing, not the user's.
+    const enabled = this.cfg.authFailures.enabled;
+    const auth = enabled && isUserAuthFailure(rec.status, rec.reason);
     if (rec.requestId !== undefined) {
       let st = this.recent.get(p);
       if (!st) {
@@ -57,11 +61,13 @@ export class PrincipalTracker {
       }
       first = !st.ids.includes(rec.requestId);
       if (first) st.ids[st.head++ & (RING - 1)] = rec.requestId;
-      // An auth failure anywhere in the chain counts once per request.
-      if (auth) {
+      // An auth failure anywhere in the chain counts once per request; a request the mesh itself
+      // refused somewhere is settled without counting, so the 403 an application passes up the
+      // chain after it does not count either.
+      if (enabled && (auth || meshCause(rec.reason) === 'deny')) {
         if (st.auth.includes(rec.requestId)) return null;
         st.auth[st.aHead++ & (RING - 1)] = rec.requestId;
-        if (this.auth.hit(p, rec.ts)) return this.authVerdict(p);
+        if (auth && this.auth.hit(p, rec.ts)) return this.authVerdict(p);
       }
       if (!first) return null;
     } else if (auth && this.auth.hit(p, rec.ts)) {

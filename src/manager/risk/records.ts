@@ -115,6 +115,8 @@ function parseRequest(o: Record<string, unknown>, ts: number): RequestRecord {
   }
   const decision = str(o, 'decision', '', false);
   if (decision !== undefined) rec.decision = decision;
+  const reason = str(o, 'reason', '', false);
+  if (reason !== undefined && reason !== '') rec.reason = reason;
   const rid = str(o, 'requestId', '', false);
   if (rid !== undefined && rid !== '') rec.requestId = rid;
   return rec;

@@ -1,4 +1,5 @@
 import { F, NF, WindowAcc } from './features.js';
+import { siblingReasons } from './attribution.js';
 import type { ScoreBatch, ScoreItem, ScoreResult } from './scorer.js';
 import type { Level, Reason, Subject } from './types.js';
 import { iso, label } from '../zones/manager.js';
@@ -85,6 +86,7 @@ export class EngineScoring extends EngineIngest {
     this.open.delete(start);
     const active = new Map<string, WindowAcc>();
     if (w) for (const [k, sl] of w.slots) active.set(k, sl.acc);
+    if (w?.meshIds) settleExcused(active.values(), w.meshIds);
     const accs = new Map(active);
     // Subjects still carrying risk are scored in quiet windows too, so they can calm down.
     for (const s of this.subjects.values()) if (s.score > 0 && !accs.has(s.key)) accs.set(s.key, new WindowAcc());
@@ -98,6 +100,11 @@ export class EngineScoring extends EngineIngest {
       if (!info) continue;
       const features = a.features(new Float64Array(NF));
       const priors = this.priorsOf(info);
+      if (a.excused > 0) priors.push({ detector: 'attribution', feature: 'errorRate', detail: `${a.excused} error${a.excused > 1 ? 's' : ''} not counted: the request met a mesh decision further down the call chain`, points: 0 });
+      if (info.kind === 'service') {
+        const x = w?.excluded?.get((info.subject as { service: string }).service);
+        if (x) priors.push({ detector: 'attribution', feature: 'requestsIn', detail: `${x.n} request${x.n > 1 ? 's' : ''} judged on the caller, not here (refused by the mesh, or from a suspect caller: ${[...x.from].join(', ')})`, points: 0 });
+      }
       const item: ScoreItem = { key, kind: info.kind, features, sensitive: this.isSensitive(info.subject), priors };
       if (a.newDests) item.newEdges = a.newDests;
       items.push(item);
@@ -117,8 +124,7 @@ export class EngineScoring extends EngineIngest {
       }
       if (active.has(key)) info.windows++;
     }
-    // Mesh load factor: the median service's load against its own baseline. A load change across
-    // the mesh moves the median; one misbehaving service does not.
+    this.compareSiblings(items, keys);
     // Mesh load factor: traffic entering the mesh against its baseline, or else the median
     // service's load against its own. A load change across the mesh moves both; one misbehaving
     // service moves neither.
@@ -132,6 +138,30 @@ export class EngineScoring extends EngineIngest {
     }
     this.counters.windows++;
     return { at, meshFactor, items, keys };
+  }
+
+  /**
+   * Instances of one service judged against each other: what one instance sends that none of its
+   * siblings does points at that instance, not at the service.
+   */
+  private compareSiblings(items: ScoreItem[], keys: SubjectInfo[]): void {
+    const byService = new Map<string, number[]>();
+    for (let i = 0; i < keys.length; i++) {
+      const s = keys[i]!.subject;
+      if (s.kind !== 'instance') continue;
+      const l = byService.get(s.service);
+      if (l) l.push(i);
+      else byService.set(s.service, [i]);
+    }
+    const warm = this.cfg.risk.warmupWindows;
+    for (const [service, idx] of byService) {
+      if (idx.length < 2 || (this.subjects.peek(`service:${service}`)?.windows ?? 0) < warm) continue;
+      const views = idx.map((i) => ({ instance: (keys[i]!.subject as { instance: string }).instance, features: items[i]!.features }));
+      for (let j = 0; j < idx.length; j++) {
+        const r = siblingReasons(views[j]!, views.filter((_, k) => k !== j), this.cfg.risk.spike.minRatio);
+        if (r.length) items[idx[j]!]!.priors.push(...r);
+      }
+    }
   }
 
   private priorsOf(info: SubjectInfo): Reason[] {
@@ -273,5 +303,17 @@ export class EngineScoring extends EngineIngest {
       this.emit({ ts: iso(now), event: 'principal.cleared', principal: f.principal, reason: `no rule has held for ${Math.round(this.cfg.risk.principals.flagTtlMs / 1000)} s` });
       if (prev !== undefined && prev !== 'low') this.emit({ ts: iso(now), event: 'risk', subject: { kind: 'principal', principal: f.principal }, score: 0, level: 'low', previous: prev, reasons: [] });
     }
+  }
+}
+
+/** Errors whose request id met a mesh decision later in the window are taken back now. */
+function settleExcused(accs: Iterable<WindowAcc>, meshIds: ReadonlySet<string>): void {
+  for (const a of accs) {
+    const ids = a.errIds;
+    if (!ids) continue;
+    const flags = a.errFlags!;
+    for (let i = 0; i < ids.length; i++) if (meshIds.has(ids[i]!)) a.excuse(flags[i]!);
+    a.errIds = null;
+    a.errFlags = null;
   }
 }

@@ -14,7 +14,26 @@ export interface Inventory {
   serviceCount(): number;
   /** Instances of one service seen so far. */
   instanceCount(service: string): number;
+  /**
+   * The scored instances of one service with their latest risk: lets a zone be drawn around the
+   * instance that explains a service's risk instead of the whole service. Without it zones name
+   * what triggered them.
+   */
+  instances?(service: string): InstanceRisk[];
 }
+
+export interface InstanceRisk {
+  key: string;
+  subject: Extract<Subject, { kind: 'instance' }>;
+  score: number;
+  level: string;
+  reasons: Reason[];
+  /** Trace time of its latest score (epoch ms). */
+  at: number;
+}
+
+// An instance counts as one of its service's live instances if it was scored this recently.
+const LIVE_WINDOWS = 6;
 
 export interface ScoredSubject {
   key: string;
@@ -140,8 +159,9 @@ export class ZoneManager {
           this.streak.set(sk, n);
           if (n === 1) this.since.set(sk, now - this.cfg.risk.windowMs);
           // Isolation is no fallback for a containment the blast-radius guard held back: that
-          // decision waits for an operator.
-          if (type === 'isolation' && this.held.has(`containment|${item.key}`)) continue;
+          // decision waits for an operator. Nor does it come first when the subject is already
+          // on its way to containment (a zone the containment would supersede a window later).
+          if (type === 'isolation' && (this.held.has(`containment|${item.key}`) || (this.cfg.zones.containment.enabled && (this.streak.get(`containment|${item.key}`) ?? 0) > 0))) continue;
           if (n >= policy.enterWindows) this.trigger(type, item, now);
         } else if (this.streak.delete(sk)) {
           this.held.delete(sk);
@@ -252,31 +272,42 @@ export class ZoneManager {
     const target = `${type}:${member.service}`;
     if ((this.suppressed.get(member.service) ?? 0) > now) return;
     if (type === 'isolation' && this.byTarget.has(`containment:${member.service}`)) return;
+    // The narrowest members that explain the risk: a service's (or its edge's) risk concentrated
+    // in a few of its instances while the siblings are normal is drawn around those instances.
+    let members = [member];
+    let triggers = [item.key];
+    let reason = `${label(item.subject)} risk ${item.score} (${item.level})${item.reasons.length ? `: ${details(item.reasons)}` : ''}`;
+    if (member.instance === undefined) {
+      const n = this.narrow(member.service, now);
+      if (n) {
+        members = n.hot.map((h) => memberOf(h.subject)!);
+        triggers = [item.key, ...n.hot.map((h) => h.key)];
+        const h = n.hot[0]!;
+        reason = `${label(h.subject)} risk ${h.score} (${h.level})${h.reasons.length ? `: ${details(h.reasons)}` : ''}` +
+          ` — the risk of ${label(item.subject)} (${item.score}) is concentrated there; sibling${n.siblings.length > 1 ? 's' : ''} ${n.siblings.map((x) => `${x.subject.instance} ${x.score}`).join(', ')} normal`;
+      }
+    }
     const existingId = this.byTarget.get(target);
     const policy = this.policy(type);
     if (existingId) {
       const z = this.zones.get(existingId)!;
+      if (type === 'containment' && z.origin === 'risk') {
+        const why = this.instanceGuard(members, z, now);
+        if (why) return this.holdBack(type, item, why, now);
+      }
       let changed = false;
-      if (!z.triggers.includes(item.key)) z.triggers.push(item.key);
-      if (addMember(z, member)) changed = true;
+      for (const k of triggers) if (!z.triggers.includes(k)) z.triggers.push(k);
+      for (const m of members) if (addMember(z, m)) changed = true;
       if (z.expiresAt !== null) z.expiresAt = Math.max(z.expiresAt, now + policy.ttlMs);
       z.calmSince = null;
-      if (changed) this.emit({ ts: iso(now), event: 'zone.updated', zone: publicZone(z), reason: `${label(item.subject)} joined: risk ${item.score}` });
+      if (changed) this.emit({ ts: iso(now), event: 'zone.updated', zone: publicZone(z), reason: `${members.map(memberLabel).join(', ')} joined: ${label(item.subject)} risk ${item.score}` });
       return;
     }
     if (type === 'containment') {
-      const why = this.blastRadius(member);
-      if (why) {
-        const sk = `${type}|${item.key}`;
-        if (!this.held.has(sk)) {
-          this.held.add(sk);
-          this.emit({ ts: iso(now), event: 'alert', severity: 'critical', message: `containment of ${label(item.subject)} held back by the blast-radius guard (${why}); an operator must decide`, subject: item.subject });
-        }
-        return;
-      }
+      const why = this.instanceGuard(members, undefined, now) ?? this.meshGuard();
+      if (why) return this.holdBack(type, item, why, now);
     }
-    const reason = `${label(item.subject)} risk ${item.score} (${item.level})${item.reasons.length ? `: ${item.reasons.slice(0, 3).map((r) => r.detail).join('; ')}` : ''}`;
-    this.open(type, target, [member], reason, now, now + policy.ttlMs, 'risk', [item.key], this.since.get(`${type}|${item.key}`));
+    this.open(type, target, members, reason, now, now + policy.ttlMs, 'risk', triggers, this.since.get(`${type}|${item.key}`));
     if (type === 'containment') {
       const isoId = this.byTarget.get(`isolation:${member.service}`);
       const isoZone = isoId ? this.zones.get(isoId) : undefined;
@@ -284,13 +315,57 @@ export class ZoneManager {
     }
   }
 
-  private blastRadius(member: ZoneMember): string | null {
+  /**
+   * The instances of `service` that explain its risk, when there are such: at least two live
+   * instances, some at high risk or above, the others normal, and no more of them than the
+   * instance share of the blast-radius guard. Risk spread over more instances than that is the
+   * service's, and so is risk no instance carries.
+   */
+  private narrow(service: string, now: number): { hot: InstanceRisk[]; siblings: InstanceRisk[] } | null {
+    const list = this.inventory.instances?.(service);
+    if (!list) return null;
+    const live = list.filter((i) => i.at >= now - LIVE_WINDOWS * this.cfg.risk.windowMs);
+    if (live.length < 2) return null;
+    const high = this.cfg.risk.levels.high;
+    const hot = live.filter((i) => i.score >= high).sort((a, b) => b.score - a.score || (a.key < b.key ? -1 : 1));
+    if (hot.length === 0 || hot.length >= live.length) return null;
+    if (hot.length > Math.floor(this.cfg.zones.blastRadius.maxInstanceShare * live.length)) return null;
+    return { hot, siblings: live.filter((i) => i.score < high).sort((a, b) => (a.key < b.key ? -1 : 1)) };
+  }
+
+  private holdBack(type: 'containment', item: ScoredSubject, why: string, now: number): void {
+    const sk = `${type}|${item.key}`;
+    if (this.held.has(sk)) return;
+    this.held.add(sk);
+    this.emit({ ts: iso(now), event: 'alert', severity: 'critical', message: `containment of ${label(item.subject)} held back by the blast-radius guard (${why}); an operator must decide`, subject: item.subject });
+  }
+
+  /** Automation contains at most `maxInstanceShare` of one service's instances one by one. */
+  private instanceGuard(members: ZoneMember[], zone: Zone | undefined, now: number): string | null {
     const br = this.cfg.zones.blastRadius;
-    const n = this.inventory.instanceCount(member.service);
-    if (member.instance !== undefined && n > 1) {
-      const allowed = Math.floor(br.maxInstanceShare * n);
-      if (allowed < 1) return `containing one of ${n} instances of ${member.service} exceeds the share ${br.maxInstanceShare}`;
+    const inst = members.filter((m) => m.instance !== undefined);
+    if (inst.length === 0) return null;
+    if (zone?.members.some((m) => m.instance === undefined)) return null;
+    const service = inst[0]!.service;
+    const n = this.liveInstances(service, now);
+    if (n <= 1) return null;
+    const contained = new Set([...(zone?.members ?? []), ...inst].map((m) => m.instance));
+    const allowed = Math.floor(br.maxInstanceShare * n);
+    if (contained.size > allowed) {
+      return contained.size === 1 ? `containing one of ${n} instances of ${service} exceeds the share ${br.maxInstanceShare}` : `containing ${contained.size} of ${n} instances of ${service} exceeds the share ${br.maxInstanceShare}`;
     }
+    return null;
+  }
+
+  private liveInstances(service: string, now: number): number {
+    const list = this.inventory.instances?.(service);
+    if (!list) return this.inventory.instanceCount(service);
+    const since = now - LIVE_WINDOWS * this.cfg.risk.windowMs;
+    return list.filter((i) => i.at >= since).length;
+  }
+
+  private meshGuard(): string | null {
+    const br = this.cfg.zones.blastRadius;
     const contained = new Set([...this.zones.values()].filter((z) => z.type === 'containment' && z.origin === 'risk').map((z) => z.members[0]!.service));
     const total = this.inventory.serviceCount();
     const allowed = Math.max(1, Math.floor(br.maxMeshShare * total));
@@ -300,7 +375,7 @@ export class ZoneManager {
 
   private open(type: ZoneType, target: string, members: ZoneMember[], reason: string, now: number, expiresAt: number | null, origin: Zone['origin'], triggers: string[], detectedAt?: number): Zone {
     const z: Zone = {
-      id: `${type}-${members[0]!.service}-${++this.seq}`,
+      id: `${type}-${members[0]!.instance ?? members[0]!.service}-${++this.seq}`,
       type,
       members,
       reason,
@@ -379,6 +454,14 @@ function validateCreate(req: CreateZoneRequest): void {
   }
   if (typeof req.reason !== 'string' || !req.reason.trim()) throw new EtzError('ETZ_ERR_ZONE_INVALID', 'a reason is required');
   if (req.ttlMs !== undefined && !(Number.isFinite(req.ttlMs) && req.ttlMs > 0)) throw new EtzError('ETZ_ERR_ZONE_INVALID', 'ttl must be a positive duration');
+}
+
+function details(reasons: Reason[]): string {
+  return reasons.filter((r) => (r.points ?? 0) > 0).slice(0, 3).map((r) => r.detail).join('; ');
+}
+
+function memberLabel(m: ZoneMember): string {
+  return m.instance ?? (m.version !== undefined ? `${m.service}@${m.version}` : m.service);
 }
 
 export function label(s: Subject): string {

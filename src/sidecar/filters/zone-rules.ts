@@ -16,6 +16,12 @@ import { zonesResourceSchema, type CompiledZone, type ZonesResource } from '../.
  *  - performance: marks requests between members so routing prefers in-zone endpoints and costly
  *    inspection is skipped.
  *
+ * A containment zone around some instances (or a version) of a service binds only those: their
+ * own sidecars block their outbound calls, and callers route around them to the service's other
+ * endpoints (ctx.avoidEndpoints), so users keep being served by the siblings. Peers cannot tell
+ * one instance of a service from another by identity (SPIFFE IDs name the service), so the
+ * contained instance's own sidecar is where its calls are refused.
+ *
  * End users the zone manager flagged (`principals` resource) with action `block` are refused at
  * the first hop here; `ratelimit` flags are the rate-limit filter's and `route` flags routing's.
  *
@@ -40,13 +46,42 @@ interface Index {
   /** Services contained by an enforced or shadow zone (requests from them are refused). */
   contained: Map<string, CompiledZone>;
   selfAttr: string[];
+  /** Per service: endpoint keys of its contained instances, where it has others to route to. */
+  avoid: Map<string, ReadonlySet<string>>;
 }
 
 function memberOf(z: CompiledZone, self: Self): boolean {
   return z.members.some((m) => m.service === self.service && (m.instance === undefined || m.instance === self.instance) && (m.version === undefined || m.version === self.version));
 }
 
-function index(zones: CompiledZone[], self: Self): Index {
+/**
+ * Endpoints of instance- or version-level containment members, per service, from this version's
+ * clusters. A service all of whose endpoints are contained keeps them: that is a whole-service
+ * containment, which callers still reach.
+ */
+function containedEndpoints(zones: CompiledZone[], clusters: CompileEnv['clusters']): Map<string, ReadonlySet<string>> {
+  const out = new Map<string, ReadonlySet<string>>();
+  const keys = new Map<string, Set<string>>();
+  for (const z of zones) {
+    if (z.type !== 'containment' || !z.enforce) continue;
+    for (const m of z.members) {
+      if (m.instance === undefined && m.version === undefined) continue;
+      const c = clusters.get(m.service);
+      if (!c) continue;
+      for (const ep of c.endpoints) {
+        if (m.instance !== undefined && ep.instance !== m.instance) continue;
+        if (m.version !== undefined && ep.version !== m.version) continue;
+        let s = keys.get(m.service);
+        if (!s) keys.set(m.service, (s = new Set()));
+        s.add(ep.key);
+      }
+    }
+  }
+  for (const [svc, s] of keys) if (clusters.get(svc)!.endpoints.some((ep) => !s.has(ep.key))) out.set(svc, s);
+  return out;
+}
+
+function index(zones: CompiledZone[], self: Self, clusters: CompileEnv['clusters']): Index {
   const mine = zones.filter((z) => memberOf(z, self));
   const byService = new Map<string, CompiledZone[]>();
   const contained = new Map<string, CompiledZone>();
@@ -70,6 +105,7 @@ function index(zones: CompiledZone[], self: Self): Index {
     byService,
     contained,
     selfAttr: attr(mine),
+    avoid: containedEndpoints(zones, clusters),
   };
 }
 
@@ -138,6 +174,12 @@ class ZoneRulesFilter implements HttpFilter, ConnectionAdmission {
     if (ctx.principal !== undefined && this.#blocked.size > 0 && ctx.direction !== 'outbound') {
       const why = this.#blocked.get(ctx.principal);
       if (why !== undefined) return this.#deny(ctx, null, 'principal', `end user ${ctx.principal} is blocked by the zone manager: ${why}`);
+    }
+
+    if (ctx.direction !== 'inbound' && ix.avoid.size > 0) {
+      const to = ctx.destination?.service ?? (ctx.host || undefined);
+      const avoid = to === undefined ? undefined : ix.avoid.get(to);
+      if (avoid !== undefined) ctx.avoidEndpoints = avoid;
     }
 
     if (ctx.direction === 'outbound') {
@@ -251,6 +293,6 @@ export const zoneRulesFilter: FilterFactory<ZonesResource | undefined> = {
     if (zones.length === 0 && blocked.size === 0) return null;
     const s = env.sidecar.service;
     const self = { service: s.name, version: s.version, instance: s.instance };
-    return new ZoneRulesFilter(index(zones, self), env, self, blocked);
+    return new ZoneRulesFilter(index(zones, self, env.direction === 'inbound' ? new Map() : env.clusters), env, self, blocked);
   },
 };

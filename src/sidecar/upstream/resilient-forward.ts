@@ -9,6 +9,7 @@ import { dispatchAttempt } from './attempt.js';
 import type { UpstreamConnector } from './connector.js';
 import { onRequestTimeout, requestBody, type ForwardOptions } from './forward.js';
 import { ProxyResponseHandler } from './stream-response.js';
+import { awayFromContained } from './select-endpoint.js';
 import { sendWithRetries, type DestinationTraffic, type SendObserver, type TryResult } from './resilience.js';
 import type { AttemptOutcome, RetryPolicy } from './retry-policy.js';
 import type { CompileEnv } from '../filter.js';
@@ -217,7 +218,8 @@ export function forwardResilient(
   opts: ForwardOptions,
   route: ResilientRoute,
 ): void {
-  const endpoints = subsetEndpoints(cluster, ctx.subset);
+  let endpoints = subsetEndpoints(cluster, ctx.subset);
+  if (ctx.avoidEndpoints !== undefined) endpoints = awayFromContained(endpoints, cluster, ctx.avoidEndpoints);
   if (endpoints.length === 0) {
     replyLocal(ctx, localReply('ETZ_ERR_UPSTREAM_UNAVAILABLE', `no endpoint of '${cluster.name}' matches the subset`));
     return;
