@@ -4,7 +4,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initCa, issueWorkloadCert } from '../../src/identity/index.js';
-import { freePort, stop, waitListening } from '../common/child.js';
+import { freePort, readPort, stop, waitListening } from '../common/child.js';
 import { cpuSeconds } from '../common/proc.js';
 import { table } from '../common/report.js';
 
@@ -14,10 +14,21 @@ import { table } from '../common/report.js';
  * sidecars in plaintext (which isolates what mTLS adds). Fixed rate (default 1000 req/s) from an
  * open-loop generator with microsecond latencies; each sidecar its own process so its CPU is read
  * from /proc.
+ *
+ * Two single-hop rows at the same load read the CPU columns: one sidecar alone (plaintext), and a
+ * bare Node proxy (bare-proxy.ts: Node's HTTP server and an undici pool, nothing else). Requests
+ * spaced evenly cost a Node process far more CPU each than the bursts of the saturation bench
+ * (each one wakes the event loop on its own), so CPU per request is only comparable within one
+ * load shape: here, sidecar against bare proxy.
  */
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const ETZ_MAIN = join(here, '..', '..', 'src', 'cli', 'main.js');
+/**
+ * Extra node flags for the sidecar processes only (not the load generator or the app), e.g.
+ * `ETZ_BENCH_SIDECAR_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"` to profile the mesh path.
+ */
+const SIDECAR_NODE_ARGS = (process.env.ETZ_BENCH_SIDECAR_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
 
 export interface MeshRow {
   target: string;
@@ -39,15 +50,24 @@ export interface MeshResult {
   /** Added latency of the two sidecars with mTLS over direct, ms. */
   added: { p50Ms: number; p90Ms: number; p99Ms: number } | null;
   addedPlain: { p50Ms: number; p90Ms: number; p99Ms: number } | null;
+  /** CPU per request of one sidecar over the bare Node proxy at the same load (what etz adds). */
+  sidecarOverBareCpu: number | null;
 }
 
 async function sidecar(dir: string, name: string, lines: string[], port: number): Promise<ChildProcess> {
   const file = join(dir, `mesh-${name}.yaml`);
   await writeFile(file, [...lines, 'admin: { enabled: false }', 'logging: { level: warn }', 'telemetry: { enabled: false }', ''].join('\n'));
-  const proc = spawn(process.execPath, [ETZ_MAIN, 'sidecar', '-c', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const proc = spawn(process.execPath, [...SIDECAR_NODE_ARGS, ETZ_MAIN, 'sidecar', '-c', file], { stdio: ['ignore', 'ignore', 'inherit'] });
   // Ten seconds, as this scenario always allowed a sidecar to start.
   await waitListening(port, 10_000);
   return proc;
+}
+
+/** One plaintext inbound sidecar in front of the app (the single-hop reference row). */
+async function startSingle(dir: string, appPort: number): Promise<{ url: string; b: ChildProcess }> {
+  const port = await freePort();
+  const b = await sidecar(dir, 'single', ['service: { name: bench, version: v1 }', `inbound: { host: 127.0.0.1, port: ${port}, appPort: ${appPort} }`, 'outbound: { enabled: false }', 'tls: { mode: DISABLE }'], port);
+  return { url: `http://127.0.0.1:${port}/`, b };
 }
 
 async function startPair(dir: string, appPort: number, mtls: boolean): Promise<{ url: string; a: ChildProcess; b: ChildProcess }> {
@@ -138,6 +158,20 @@ export async function measureMesh(dir: string, appPort: number, o: { rate: numbe
   const load0 = loadavg()[0]!;
   process.stderr.write('measuring mesh: direct …\n');
   rows.push(await measure('direct', `http://127.0.0.1:${appPort}/`, {}, opts));
+  process.stderr.write('measuring mesh: bare Node proxy …\n');
+  const bare = spawn(process.execPath, [join(here, 'bare-proxy.js'), String(appPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    rows.push(await measure('bare Node proxy', `http://127.0.0.1:${await readPort(bare)}/`, { b: bare }, opts));
+  } finally {
+    await stop(bare);
+  }
+  process.stderr.write('measuring mesh: one sidecar …\n');
+  const single = await startSingle(dir, appPort);
+  try {
+    rows.push(await measure('one sidecar', single.url, { b: single.b }, opts));
+  } finally {
+    await stop(single.b);
+  }
   for (const mtls of [false, true]) {
     const pair = await startPair(dir, appPort, mtls);
     try {
@@ -150,7 +184,16 @@ export async function measureMesh(dir: string, appPort: number, o: { rate: numbe
   }
   const d = rows[0]!;
   const diff = (r: MeshRow | undefined) => (r ? { p50Ms: r.p50Ms - d.p50Ms, p90Ms: r.p90Ms - d.p90Ms, p99Ms: r.p99Ms - d.p99Ms } : null);
-  return { rows, loadAverage: [load0, loadavg()[0]!], added: diff(rows.find((r) => r.target === 'mesh mTLS')), addedPlain: diff(rows.find((r) => r.target === 'mesh plaintext')) };
+  const cpuB = (t: string) => rows.find((r) => r.target === t)?.cpuPer1kB ?? null;
+  const one = cpuB('one sidecar');
+  const floor = cpuB('bare Node proxy');
+  return {
+    rows,
+    loadAverage: [load0, loadavg()[0]!],
+    added: diff(rows.find((r) => r.target === 'mesh mTLS')),
+    addedPlain: diff(rows.find((r) => r.target === 'mesh plaintext')),
+    sidecarOverBareCpu: one !== null && floor ? Math.round((one / floor) * 100) / 100 : null,
+  };
 }
 
 export function meshReport(m: MeshResult, rate: number): string {
@@ -163,6 +206,7 @@ export function meshReport(m: MeshResult, rate: number): string {
     ) +
     (a ? `\n\nadded by two sidecars with mTLS: p50 +${a.p50Ms.toFixed(3)} ms, p90 +${a.p90Ms.toFixed(3)} ms, p99 +${a.p99Ms.toFixed(3)} ms ` +
       '(Istio 1.20 published: +0.228 ms p90, +0.298 ms p99)' : '') +
-    (m.addedPlain && a ? `\nof which mTLS (vs the same sidecars in plaintext): p50 +${(a.p50Ms - m.addedPlain.p50Ms).toFixed(3)} ms, p99 +${(a.p99Ms - m.addedPlain.p99Ms).toFixed(3)} ms\n` : '\n')
+    (m.addedPlain && a ? `\nof which mTLS (vs the same sidecars in plaintext): p50 +${(a.p50Ms - m.addedPlain.p50Ms).toFixed(3)} ms, p99 +${(a.p99Ms - m.addedPlain.p99Ms).toFixed(3)} ms` : '') +
+    (m.sidecarOverBareCpu !== null ? `\nCPU per request, one sidecar / bare Node proxy at the same load: ${m.sidecarOverBareCpu}× (single-hop rows: CPU in column B)\n` : '\n')
   );
 }
