@@ -75,7 +75,7 @@ function handshakeReason(err: Error & { code?: string }): RefusalReason {
   return 'handshake_error';
 }
 
-/** Installs the guard on `server` (call before it listens). DISABLE installs nothing. */
+/** Installs the guard on `server` (call before it listens). DISABLE on every port installs nothing. */
 export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions): InboundMtlsHandle {
   const { mode, identity } = opts;
   const modes = opts.portModes ?? compilePortModes(mode, undefined, '(inbound)');
