@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { Session } from 'node:inspector/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { validateConfig } from '../../src/config/load.js';
@@ -12,11 +13,15 @@ import { Manager } from '../../src/manager/manager.js';
 import { table, writeResults } from '../common/report.js';
 
 /**
- * Control-plane push latency: N simulated sidecars (real ControlClients in child processes, each
- * enrolled with its own certificate over real WSS) subscribed to one in-process manager; one
+ * Control-plane push latency: N simulated sidecars (in child processes, each enrolled with its own
+ * certificate and on its own WSS stream with it) subscribed to one in-process manager; one
  * zone change at a time; latency from the operator's change (store write included) to each
  * sidecar's ACK at the manager. Also the manager's memory per connected sidecar.
- * Args: --sizes 100,1000  --rounds 10
+ * Args: --sizes 100,1000  --rounds 10  [--sim light|client]  [--cpu-prof DIR]
+ * --sim: what each simulated sidecar runs (sim.ts): `light` (default) a bare validating stream,
+ * `client` the full ControlClient.
+ * --cpu-prof: V8 CPU profiles of the rounds only (not enrollment or connection set-up): the
+ * manager's in DIR/manager-N<n>.cpuprofile, each simulator process's in DIR/sim-N<n>-<i>.cpuprofile.
  */
 
 setFlagsFromString('--expose-gc');
@@ -38,7 +43,43 @@ function mem(): { heap: number; rss: number } {
   return { heap: m.heapUsed, rss: m.rss };
 }
 
-async function measure(n: number, rounds: number) {
+/** CPU seconds (user + system) a child has used so far, from /proc; undefined where there is none. */
+async function cpuSeconds(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined;
+  try {
+    const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+async function simCpu(sims: ChildProcess[]): Promise<number | undefined> {
+  let total = 0;
+  for (const s of sims) {
+    const c = await cpuSeconds(s.pid);
+    if (c === undefined) return undefined;
+    total += c;
+  }
+  return total;
+}
+
+/** A command line to a simulator; resolves on the line it answers with. */
+function simCommand(sim: ChildProcess, line: string, answer: string): Promise<void> {
+  return new Promise((resolve) => {
+    let out = '';
+    const on = (d: Buffer) => {
+      out += d.toString();
+      if (!out.includes(`${answer}\n`)) return;
+      sim.stdout!.off('data', on);
+      resolve();
+    };
+    sim.stdout!.on('data', on);
+    sim.stdin!.write(`${line}\n`);
+  });
+}
+
+async function measure(n: number, rounds: number, sim: string, profDir: string | undefined) {
   const dataDir = await mkdtemp(join(tmpdir(), 'etz-bench-cp-'));
   const config = validateConfig<ManagerConfig>('bench', managerConfigSchema, { dataDir, listen: { host: '127.0.0.1', port: 0 } });
   const manager = await Manager.start({ config });
@@ -55,7 +96,7 @@ async function measure(n: number, rounds: number) {
     await Promise.all(Array.from({ length: procs }, (_, p) => {
       const count = Math.min(per, n - p * per);
       if (count <= 0) return Promise.resolve();
-      const child = spawn(process.execPath, [simJs, manager.url, Buffer.from(caPem).toString('base64'), token, String(count), String(p * per), join(dataDir, `sim${p}`)], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, [simJs, manager.url, Buffer.from(caPem).toString('base64'), token, String(count), String(p * per), join(dataDir, `sim${p}`), sim], { stdio: ['pipe', 'pipe', 'inherit'] });
       sims.push(child);
       return new Promise<void>((resolve, reject) => {
         let out = '';
@@ -76,6 +117,15 @@ async function measure(n: number, rounds: number) {
     const publishMs: number[] = [];
     let busyMs = 0;
     let wallMs = 0;
+    const session = profDir ? new Session() : undefined;
+    if (session) {
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+      await Promise.all(sims.map((s, i) => simCommand(s, `profile ${join(profDir!, `sim-N${n}-${i}.cpuprofile`)}`, 'profiling')));
+    }
+    const simCpu0 = await simCpu(sims);
+    const cpu0 = process.cpuUsage();
     for (let r = 0; r < rounds; r++) {
       const elu0 = performance.eventLoopUtilization();
       const start = performance.now();
@@ -116,9 +166,18 @@ async function measure(n: number, rounds: number) {
       lasts.push(Math.max(...lat));
       await new Promise((res) => setTimeout(res, 50));
     }
+    const cpu = process.cpuUsage(cpu0);
+    const simCpu1 = await simCpu(sims);
+    if (session) {
+      const { profile } = await session.post('Profiler.stop');
+      await writeFile(join(profDir!, `manager-N${n}.cpuprofile`), JSON.stringify(profile));
+      session.disconnect();
+      await Promise.all(sims.map((s) => simCommand(s, 'stop', 'profiled')));
+    }
     return {
       n,
       rounds,
+      sim,
       connectSeconds,
       ackP50Ms: pct(acks, 50),
       ackP99Ms: pct(acks, 99),
@@ -131,6 +190,12 @@ async function measure(n: number, rounds: number) {
       managerBusyShare: wallMs ? busyMs / wallMs : 0,
       heapPerSidecarKiB: (after.heap - before.heap) / n / 1024,
       rssPerSidecarKiB: (after.rss - before.rss) / n / 1024,
+      // CPU of the manager's process per round (user + system: TLS, socket syscalls, the hub):
+      // steadier than latency on a shared machine, since other load stretches wall time only.
+      managerCpuMsPerRound: (cpu.user + cpu.system) / 1000 / rounds,
+      // CPU the simulated sidecars spent per round (all simulator processes; includes the 50 ms
+      // pauses between rounds): with 2 cores shared, this is CPU the manager could not have.
+      simCpuMsPerRound: simCpu0 !== undefined && simCpu1 !== undefined ? ((simCpu1 - simCpu0) * 1000) / rounds : null,
       pushes: manager.hub.stats.pushes,
     };
   } finally {
@@ -148,14 +213,19 @@ export async function run(args: string[]): Promise<void> {
   };
   const sizes = get('sizes', '100,1000').split(',').map(Number);
   const rounds = Number(get('rounds', '10'));
+  const sim = get('sim', 'light');
+  if (sim !== 'light' && sim !== 'client') throw new Error(`--sim: light or client, not ${sim}`);
+  const profDir = args.includes('--cpu-prof') ? get('cpu-prof', '') : undefined;
+  if (profDir === '') throw new Error('--cpu-prof needs a directory');
+  if (profDir) await mkdir(profDir, { recursive: true });
   const results = [];
   for (const n of sizes) {
-    process.stderr.write(`control-plane: N=${n} …\n`);
-    results.push(await measure(n, rounds));
+    process.stderr.write(`control-plane: N=${n} (${sim} simulated sidecars) …\n`);
+    results.push(await measure(n, rounds, sim, profDir));
   }
   console.log(table(
-    ['sidecars', 'publish ms', 'ACK p50 ms', 'ACK p99 ms', 'last ACK p50 ms', 'last ACK max ms', 'manager busy', 'heap KiB/sidecar', 'RSS KiB/sidecar', 'connect s'],
-    results.map((r) => [r.n, r.publishP50Ms, r.ackP50Ms, r.ackP99Ms, r.lastAckP50Ms, r.lastAckMaxMs, `${(r.managerBusyShare * 100).toFixed(0)}%`, r.heapPerSidecarKiB, r.rssPerSidecarKiB, r.connectSeconds]),
+    ['sidecars', 'publish ms', 'ACK p50 ms', 'ACK p99 ms', 'last ACK p50 ms', 'last ACK max ms', 'manager busy', 'manager CPU ms/round', 'sims CPU ms/round', 'heap KiB/sidecar', 'RSS KiB/sidecar', 'connect s'],
+    results.map((r) => [r.n, r.publishP50Ms, r.ackP50Ms, r.ackP99Ms, r.lastAckP50Ms, r.lastAckMaxMs, `${(r.managerBusyShare * 100).toFixed(0)}%`, r.managerCpuMsPerRound, r.simCpuMsPerRound, r.heapPerSidecarKiB, r.rssPerSidecarKiB, r.connectSeconds]),
   ));
   if (results.length >= 2) {
     const a = results[0]!;

@@ -65,6 +65,21 @@ interface TopicState {
   versions: Partial<Record<ResourceType, number>>;
 }
 
+/** What one publish cycle shares between subscribers (see push). */
+interface Cycle {
+  nonce?: string;
+  /** Encoded message by subscriber shape and base version. */
+  frames: Map<string, Buffer>;
+  /** Encoded resource type by the topics that contribute to it. */
+  json: Map<string, string>;
+  /** Latest version of a view, by subscriber shape. */
+  latest: Map<string, number>;
+}
+
+function newCycle(): Cycle {
+  return { frames: new Map(), json: new Map(), latest: new Map() };
+}
+
 interface Sub {
   s: Subscriber;
   topics: string[];
@@ -176,11 +191,11 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     const reason = [...new Set(this.reasons)].join('; ') || 'config change';
     this.reasons = [];
     const targets: string[] = [];
-    const cache = new Map<string, string | Buffer>();
+    const cycle = newCycle();
     for (const sub of this.subs.values()) {
-      if (!sub.topics.some((t) => changedTopics.has(t))) continue;
+      if (!changedTopics.has(sub.topics[0]!) && !changedTopics.has(sub.topics[1]!) && !changedTopics.has(sub.topics[2]!)) continue;
       targets.push(sub.s.id);
-      this.push(sub, cache);
+      this.push(sub, cycle);
     }
     const r = this.rollouts.start(version, reason, targets, this.now());
     this.emit('published', version, targets.length);
@@ -214,7 +229,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
       sub.state = 'acked';
       return;
     }
-    this.push(sub, new Map());
+    this.push(sub, newCycle());
   }
 
   unsubscribe(id: string, s?: Subscriber): void {
@@ -244,7 +259,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     const done = this.rollouts.ack(id, version);
     this.emit('ack', id, version);
     for (const r of done) this.emit('rollout-complete', r);
-    if (sub.dirty) this.push(sub, new Map());
+    if (sub.dirty) this.push(sub, newCycle());
     return true;
   }
 
@@ -265,7 +280,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     for (const r of this.rollouts.nack(id, version, sub.ackedVersion, error)) this.emit('rollout-complete', r);
     this.emit('nack', id, version, error);
     // Re-pushing the same failing version would loop; wait for the next change.
-    if (sub.dirty && this.latestFor(sub) > version) this.push(sub, new Map());
+    if (sub.dirty && this.latestFor(sub) > version) this.push(sub, newCycle());
     else sub.dirty = false;
     return true;
   }
@@ -273,13 +288,14 @@ export class ConfigHub extends EventEmitter<HubEvents> {
   /** Periodic upkeep: retry subscribers skipped as slow, re-send timed-out pushes. */
   tick(): void {
     const now = this.now();
+    const cycle = newCycle();
     for (const sub of this.subs.values()) {
       if (sub.inflight && now - sub.sentAt > this.ackTimeoutMs) {
         sub.inflight = false;
         sub.needsSnapshot = true;
         sub.dirty = true;
       }
-      if (sub.dirty && !sub.inflight) this.push(sub, new Map());
+      if (sub.dirty && !sub.inflight) this.push(sub, cycle);
     }
   }
 
@@ -316,12 +332,13 @@ export class ConfigHub extends EventEmitter<HubEvents> {
 
   // ---- internals ----
   /**
-   * One push. `cache` lives for one publish cycle: subscribers whose message would be byte-for-
-   * byte the same (same types, topic contents and base version) share one encoded Buffer and one
-   * nonce — unique per stream, since a stream gets at most one push per cycle — so a mesh-wide
-   * change to a thousand sidecars encodes one message, not a thousand.
+   * One push. `cycle` lives for one publish: subscribers of the same shape (same topics holding
+   * resources, same base version) would be sent byte-for-byte the same message, so they share
+   * one encoded Buffer and one nonce — unique per stream, since a stream gets at most one push
+   * per cycle. A mesh-wide change to a thousand sidecars encodes one message, and each further
+   * subscriber costs two map lookups, not a walk over its topics and types.
    */
-  private push(sub: Sub, cache: Map<string, string | Buffer>): void {
+  private push(sub: Sub, cycle: Cycle): void {
     if (sub.inflight) {
       sub.dirty = true;
       this.stats.coalesced++;
@@ -332,42 +349,48 @@ export class ConfigHub extends EventEmitter<HubEvents> {
       this.stats.skippedSlow++;
       return;
     }
-    const latest = this.latestFor(sub);
+    const shape = this.shapeOf(sub);
+    let latest = cycle.latest.get(shape);
+    if (latest === undefined) cycle.latest.set(shape, (latest = this.viewVersion(sub)));
     if (!sub.needsSnapshot && latest <= sub.ackedVersion) {
       sub.dirty = false;
       return;
     }
     const full = sub.needsSnapshot;
-    const version = this.version;
-    let nonce = cache.get('nonce') as string | undefined;
-    if (nonce === undefined) cache.set('nonce', (nonce = (++this.nonceSeq).toString(36)));
-    const types: ResourceType[] = [];
-    let msgKey = full ? 'S' : `D${sub.ackedVersion}`;
-    for (const type of RESOURCE_TYPES) {
-      if (!full && this.typeVersion(sub, type) <= sub.ackedVersion) continue;
-      types.push(type);
-      msgKey += `|${this.contentKey(sub, type)}`;
-    }
-    let frame = cache.get(msgKey) as Buffer | undefined;
-    if (frame === undefined) {
-      const parts = types.map((type) => `"${type}":${this.encoded(sub, type, cache)}`);
-      const head = full
-        ? `{"type":"snapshot","version":${version},"nonce":"${nonce}"`
-        : `{"type":"delta","version":${version},"nonce":"${nonce}","baseVersion":${sub.ackedVersion}`;
-      frame = Buffer.from(`${head},"resources":{${parts.join(',')}}}`);
-      cache.set(msgKey, frame);
-    }
+    const key = full ? `S|${shape}` : `D${sub.ackedVersion}|${shape}`;
+    let frame = cycle.frames.get(key);
+    if (frame === undefined) cycle.frames.set(key, (frame = this.encode(sub, full, cycle)));
     sub.s.send(frame);
     sub.inflight = true;
     sub.dirty = false;
-    sub.sentVersion = version;
-    sub.sentNonce = nonce;
+    sub.sentVersion = this.version;
+    sub.sentNonce = cycle.nonce!;
     sub.sentAt = this.now();
     sub.sentFull = full;
     sub.state = 'pending';
     this.stats.pushes++;
     if (full) this.stats.snapshots++;
     else this.stats.deltas++;
+  }
+
+  /** Which of the subscriber's own topics exist: with the mesh topic, they decide its view. */
+  private shapeOf(sub: Sub): string {
+    const svc = this.topics.has(sub.topics[1]!) ? sub.topics[1]! : '';
+    const inst = this.topics.has(sub.topics[2]!) ? sub.topics[2]! : '';
+    return svc || inst ? `${svc}|${inst}` : '';
+  }
+
+  private encode(sub: Sub, full: boolean, cycle: Cycle): Buffer {
+    const nonce = (cycle.nonce ??= (++this.nonceSeq).toString(36));
+    const parts: string[] = [];
+    for (const type of RESOURCE_TYPES) {
+      if (!full && this.typeVersion(sub, type) <= sub.ackedVersion) continue;
+      parts.push(`"${type}":${this.encoded(sub, type, cycle)}`);
+    }
+    const head = full
+      ? `{"type":"snapshot","version":${this.version},"nonce":"${nonce}"`
+      : `{"type":"delta","version":${this.version},"nonce":"${nonce}","baseVersion":${sub.ackedVersion}`;
+    return Buffer.from(`${head},"resources":{${parts.join(',')}}}`);
   }
 
   private merged(topics: string[], type: ResourceType): ResourceValue {
@@ -392,13 +415,10 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     return `${type}:${sub.topics.map((t) => { const v = this.topics.get(t)?.resources[type]; return v !== undefined && !isEmpty(v) ? t : ''; }).join(',')}`;
   }
 
-  private encoded(sub: Sub, type: ResourceType, cache: Map<string, string | Buffer>): string {
-    const key = `json:${this.contentKey(sub, type)}`;
-    let s = cache.get(key) as string | undefined;
-    if (s === undefined) {
-      s = JSON.stringify(this.merged(sub.topics, type));
-      cache.set(key, s);
-    }
+  private encoded(sub: Sub, type: ResourceType, cycle: Cycle): string {
+    const key = this.contentKey(sub, type);
+    let s = cycle.json.get(key);
+    if (s === undefined) cycle.json.set(key, (s = JSON.stringify(this.merged(sub.topics, type))));
     return s;
   }
 

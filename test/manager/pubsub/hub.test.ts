@@ -22,6 +22,19 @@ function last(s: { got: ManagerMessage[] }) {
   return m;
 }
 
+/** A hub with two sidecars (default s/s-0, s/s-1) that ACKed their snapshots; `done` collects settled rollouts. */
+function twoInForce(opts: { rolloutHistory?: number } = {}, nodes: [string, string][] = [['s', 's-0'], ['s', 's-1']]) {
+  const hub = new ConfigHub({ debounceMs: 0, ...opts });
+  const [a, b] = nodes.map(([service, instance]) => sub(service, instance)) as [ReturnType<typeof sub>, ReturnType<typeof sub>];
+  hub.subscribe(a, 0);
+  hub.subscribe(b, 0);
+  hub.ack(a.id, last(a).version, last(a).nonce);
+  hub.ack(b.id, last(b).version, last(b).nonce);
+  const done: number[] = [];
+  hub.on('rollout-complete', (r) => done.push(r.version));
+  return { hub, a, b, done };
+}
+
 test('first push is a full snapshot; later changes are deltas of the changed types only', () => {
   const hub = new ConfigHub({ debounceMs: 0 });
   hub.set('mesh', 'policies', [{ p: 1 }]);
@@ -41,13 +54,7 @@ test('first push is a full snapshot; later changes are deltas of the changed typ
 });
 
 test('topics: a service change reaches only that service; views merge mesh + service + instance', () => {
-  const hub = new ConfigHub({ debounceMs: 0 });
-  const a = sub('reviews', 'reviews-0');
-  const b = sub('ratings', 'ratings-0');
-  hub.subscribe(a, 0);
-  hub.subscribe(b, 0);
-  hub.ack('reviews-0', last(a).version, last(a).nonce);
-  hub.ack('ratings-0', last(b).version, last(b).nonce);
+  const { hub, a, b } = twoInForce({}, [['reviews', 'reviews-0'], ['ratings', 'ratings-0']]);
   const before = b.got.length;
   hub.set('mesh', 'routes', [{ r: 'mesh' }]);
   hub.ack('reviews-0', last(a).version, last(a).nonce);
@@ -108,15 +115,7 @@ test('a subscriber whose socket is backed up is skipped until it drains (tick re
 });
 
 test('stale or unknown ACKs are ignored; rollout counts acked/nacked/pending and in-force', () => {
-  const hub = new ConfigHub({ debounceMs: 0 });
-  const a = sub('s', 's-0');
-  const b = sub('s', 's-1');
-  hub.subscribe(a, 0);
-  hub.subscribe(b, 0);
-  hub.ack('s-0', last(a).version, last(a).nonce);
-  hub.ack('s-1', last(b).version, last(b).nonce);
-  const done: number[] = [];
-  hub.on('rollout-complete', (r) => done.push(r.version));
+  const { hub, a, b, done } = twoInForce();
   hub.set('mesh', 'zones', [{ id: 'z' }]);
   const v = hub.currentVersion;
   let r = hub.getRollout(v)!;
@@ -188,5 +187,100 @@ test('an unanswered push is re-sent as a snapshot after the ACK timeout', () => 
   hub.tick();
   assert.equal(a.got.length, 3);
   assert.equal(last(a).type, 'snapshot');
+  hub.close();
+});
+
+test('one publish encodes one frame per distinct view: same-shape sidecars share the bytes, own topics and base versions get their own', () => {
+  const hub = new ConfigHub({ debounceMs: 0 });
+  const raw = new Map<string, Buffer[]>();
+  const mk = (service: string, instance: string) => {
+    const s = sub(service, instance);
+    const send = s.send;
+    s.send = (m) => {
+      if (Buffer.isBuffer(m)) raw.set(instance, [...(raw.get(instance) ?? []), m]);
+      send(m);
+    };
+    return s;
+  };
+  const subs = [mk('a', 'a-0'), mk('a', 'a-1'), mk('b', 'b-0'), mk('b', 'b-1'), mk('c', 'c-0')];
+  // ACK whatever is in flight until the sidecar is current (an ACK may release a coalesced push).
+  const settle = (list: typeof subs) => {
+    for (const s of list) while (hub.status().find((x) => x.id === s.id)!.state === 'pending') hub.ack(s.id, last(s).version, last(s).nonce);
+  };
+  for (const s of subs) hub.subscribe(s, 0);
+  settle(subs);
+  hub.set('service/b', 'routes', [{ r: 'b' }]);
+  hub.set('instance/b-1', 'routes', [{ r: 'b-1' }]);
+  settle(subs);
+  // c-0 is one change behind: its delta must build on its own base version.
+  const lagging = subs[4]!;
+  hub.set('mesh', 'intel', [{ i: 1 }]);
+  const lagVersion = hub.currentVersion;
+  settle(subs.slice(0, 4));
+  hub.set('mesh', 'zones', [{ id: 'z' }]);
+  const frames = new Map(subs.map((s) => [s.id, raw.get(s.id)!.at(-1)!]));
+  assert.equal(frames.get('a-0'), frames.get('a-1'), 'same shape, same base: one shared Buffer');
+  assert.notEqual(frames.get('a-0'), frames.get('b-0'));
+  const nonce = last(subs[0]!).nonce;
+  for (const s of subs.slice(0, 4)) {
+    const d = last(s);
+    assert.equal(d.type, 'delta');
+    assert.equal(d.nonce, nonce, 'one nonce per publish');
+    assert.deepEqual(d.type === 'delta' && d.resources, { zones: [{ id: 'z' }] });
+  }
+  assert.equal(last(lagging).version, lagVersion, 'one push in flight: the lagging sidecar waits for its ACK');
+  hub.ack('c-0', lagVersion, last(lagging).nonce);
+  const d = last(lagging);
+  assert.deepEqual(d.type === 'delta' && [d.baseVersion, d.resources], [lagVersion, { zones: [{ id: 'z' }] }]);
+  assert.deepEqual(hub.view({ service: 'b', instance: 'b-1' }).routes, [{ r: 'b' }, { r: 'b-1' }]);
+  // A mesh change of a type the service and instance topics also hold: three different merges.
+  settle(subs);
+  hub.set('mesh', 'routes', [{ r: 'mesh' }]);
+  const routes = (id: string) => { const m = last(subs.find((s) => s.id === id)!); return m.type === 'delta' ? m.resources.routes : undefined; };
+  assert.deepEqual([routes('a-0'), routes('a-1'), routes('c-0')], [[{ r: 'mesh' }], [{ r: 'mesh' }], [{ r: 'mesh' }]]);
+  assert.deepEqual(routes('b-0'), [{ r: 'mesh' }, { r: 'b' }]);
+  assert.deepEqual(routes('b-1'), [{ r: 'mesh' }, { r: 'b' }, { r: 'b-1' }]);
+  settle(subs);
+  // A sidecar connecting now gets a full snapshot of its own merged view.
+  const late = mk('b', 'b-1');
+  hub.unsubscribe('b-1');
+  hub.subscribe(late, 0);
+  const snap = last(late);
+  assert.equal(snap.type, 'snapshot');
+  assert.deepEqual(snap.type === 'snapshot' && [snap.resources.routes, snap.resources.zones, snap.resources.intel], [[{ r: 'mesh' }, { r: 'b' }, { r: 'b-1' }], [{ id: 'z' }], [{ i: 1 }]]);
+  hub.close();
+});
+
+test('rollouts: a later ACK brings every earlier open change into force, newest first; the history is bounded', () => {
+  const { hub, a, b, done } = twoInForce({ rolloutHistory: 2 });
+  hub.set('mesh', 'zones', [1]);
+  const v1 = hub.currentVersion;
+  hub.ack('s-0', v1, last(a).nonce);
+  hub.set('mesh', 'zones', [2]); // s-1 still owes v1: coalesced
+  const v2 = hub.currentVersion;
+  hub.ack('s-0', v2, last(a).nonce);
+  assert.deepEqual(done, []);
+  hub.ack('s-1', v1, last(b).nonce);
+  assert.deepEqual(done, [v1]);
+  hub.ack('s-1', last(b).version, last(b).nonce);
+  assert.deepEqual(done, [v1, v2]);
+  assert.deepEqual(hub.getRollout(v2)!.counts, { acked: 2, nacked: 0, pending: 0 });
+  // Several changes settle with one ACK, newest first.
+  hub.set('mesh', 'zones', [3]);
+  const v3 = hub.currentVersion;
+  hub.ack('s-0', v3, last(a).nonce);
+  hub.set('mesh', 'zones', [4]);
+  const v4 = hub.currentVersion;
+  hub.ack('s-0', v4, last(a).nonce);
+  hub.set('mesh', 'zones', [5]);
+  const v5 = hub.currentVersion;
+  hub.ack('s-0', v5, last(a).nonce);
+  assert.equal(hub.getRollout(v3), undefined, 'only the last 2 changes are kept');
+  hub.ack('s-1', v3, last(b).nonce);
+  assert.deepEqual(done.slice(2), [], 'an evicted change is no longer tracked');
+  assert.equal(last(b).version, v5, 'the ACK released the latest state');
+  hub.ack('s-1', v5, last(b).nonce);
+  assert.deepEqual(done.slice(2), [v5, v4]);
+  assert.deepEqual(hub.listRollouts().map((r) => [r.version, r.inForce]), [[v5, true], [v4, true]]);
   hub.close();
 });
