@@ -1,7 +1,8 @@
-import { mkdir, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { DEFAULT_OPTIONS } from '../../src/sidecar/iptables/index.js';
 import { deleteNetns, listNetns, must, Netns, sh } from '../../src/sidecar/iptables/netns.js';
 import { BOOKINFO, SERVICE_PORT, appKey } from './apps.js';
 import { startAppsChild, type AppsLink, type MeshNetwork, type Workload } from './mesh.js';
@@ -25,9 +26,10 @@ import { startAppsChild, type AppsLink, type MeshNetwork, type Workload } from '
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 export const NAME_PREFIX = 'etzd';
 export const STATE_DIR = '/run/etz-demo';
-/** The group the sidecars run as: the default `--proxy-gid` of `etz iptables`. */
-export const PROXY_GID = 1337;
-const SIDECAR_PORTS = { inbound: 15006, outbound: 15001, admin: 15000 };
+// The sidecars listen where `etz iptables` sends traffic by default and run with the group its
+// defaults exempt.
+const { inboundPort, outboundPort, adminPort } = DEFAULT_OPTIONS;
+export const PROXY_GID = DEFAULT_OPTIONS.proxyGid ?? 1337;
 /** Service addresses (.200 + n) by service, in the pods' hosts files. */
 const SERVICES = ['productpage', 'details', 'reviews', 'ratings'];
 
@@ -50,8 +52,8 @@ interface Pod {
 
 async function processStart(pid: number): Promise<string | undefined> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const text = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ')[19];
   } catch {
     return undefined;
   }
@@ -84,10 +86,14 @@ async function readStates(): Promise<RunState[]> {
   }
   const out: RunState[] = [];
   for (const f of files) {
+    const file = join(STATE_DIR, f);
     try {
-      out.push(JSON.parse(await readFile(join(STATE_DIR, f), 'utf8')) as RunState);
+      out.push(JSON.parse(await readFile(file, 'utf8')) as RunState);
     } catch {
-      /* half-written by a run killed at that moment: its names are swept by prefix below */
+      // Not a record (records are renamed into place whole): its names are swept by prefix; an
+      // unreadable file a minute old is not being written any more.
+      const age = await stat(file).then((st) => Date.now() - st.mtimeMs, () => 0);
+      if (age > 60_000) await rm(file, { force: true });
     }
   }
   return out;
@@ -224,7 +230,10 @@ export class PodNetwork implements MeshNetwork {
 
   private async save(): Promise<void> {
     await mkdir(STATE_DIR, { recursive: true, mode: 0o700 });
-    await writeFile(join(STATE_DIR, `${this.state.id}.json`), JSON.stringify(this.state) + '\n', { mode: 0o600 });
+    // Written aside and renamed: a reader never sees half a record.
+    const file = join(STATE_DIR, `${this.state.id}.json`);
+    await writeFile(`${file}.tmp`, JSON.stringify(this.state) + '\n', { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
   }
 
   private async build(): Promise<void> {
@@ -275,15 +284,15 @@ export class PodNetwork implements MeshNetwork {
       launch: { prefix: p.ns.wrap([]), gid: PROXY_GID },
       listeners: {
         // REDIRECT in PREROUTING delivers to the pod address: the inbound listener takes all.
-        inbound: { host: '0.0.0.0', port: SIDECAR_PORTS.inbound, appHost: '127.0.0.1', appPort: SERVICE_PORT },
-        outbound: { host: '127.0.0.1', port: SIDECAR_PORTS.outbound },
-        admin: { enabled: true, host: '127.0.0.1', port: SIDECAR_PORTS.admin },
+        inbound: { host: '0.0.0.0', port: inboundPort, appHost: '127.0.0.1', appPort: SERVICE_PORT },
+        outbound: { host: '127.0.0.1', port: outboundPort },
+        admin: { enabled: true, host: '127.0.0.1', port: adminPort },
       },
       address: p.address,
       // Peers call the app's own port; the pod's PREROUTING rule hands it to the inbound listener.
       port: SERVICE_PORT,
       // A sidecar calling its own pod goes out and back in over loopback, past PREROUTING.
-      selfPort: SIDECAR_PORTS.inbound,
+      selfPort: inboundPort,
     };
   }
 
