@@ -47,7 +47,7 @@ function refused(port: number): Promise<boolean> {
   });
 }
 
-test('etz demo tells the story: user flagged and sent to reviews v1, reviews contained and released; exits 0 leaving no port bound', { timeout: 170_000 }, async () => {
+test('etz demo tells the story: user flagged and sent to reviews v1, the reviews-v2 instance contained and released; exits 0 leaving no port bound', { timeout: 170_000 }, async () => {
   const r = await runDemo(['--speed', '15', '--duration', '75s', '--dashboard-port', '0']);
   assert.equal(r.code, 0, `${r.out}\n${r.err}`);
   const o = r.out;
@@ -61,7 +61,16 @@ test('etz demo tells the story: user flagged and sent to reviews v1, reviews con
   const m = /mallory: (\d+) requests, (\d+) pages served — (\d+) by reviews v1/.exec(o);
   assert.ok(m, o);
   assert.ok(Number(m[3]) >= Number(m[2]) * 0.6, m[0]);
-  assert.match(o, /CONTAINMENT zone \S+ around reviews/);
+  // The zone is around the compromised instance, not the reviews service; users keep being served
+  // by its siblings meanwhile.
+  assert.match(o, /CONTAINMENT zone \S+ around reviews-v2: instance reviews-v2 of reviews risk/);
+  assert.match(o, /only reviews-v2 is contained/);
+  assert.match(o, /containment zone created\s+yes, around reviews-v2\n/);
+  const during = /normal users while contained: requests \(ok\)\s+(\d+) \(([\d.]+)%\)/.exec(o);
+  assert.ok(during && Number(during[1]) > 0 && Number(during[2]) >= 90, during?.[0] ?? o);
+  // No zone but the standing ones and that containment, ever.
+  const zones = [...o.matchAll(/^ {2}zone\s+(.+)$/gm)].map((x) => x[1]!.trim()).sort();
+  assert.deepEqual(zones, ['containment reviews-v2', 'isolation ratings', 'performance details, productpage'], o);
   assert.match(o, /time to containment: \d+\.\d s/);
   const refusedCalls = /reviews-v2's sidecar refused (\d+) of its exfiltration calls/.exec(o);
   assert.ok(refusedCalls && Number(refusedCalls[1]) > 0, o);

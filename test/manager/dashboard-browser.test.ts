@@ -8,8 +8,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 // The dashboard in a real headless Chromium, watching a live `etz demo`: the page loads behind
-// the admin token, the graph shows Bookinfo's services, and a containment zone appears during the
-// attack and disappears after its cool-down — without reloading the page.
+// the admin token, the graph shows Bookinfo's services, and a containment zone around the
+// compromised reviews-v2 instance (not the whole reviews service) appears during the attack and
+// disappears after its cool-down — without reloading the page — and no other zone than the
+// demo's standing ones ever shows.
+
+/** Every zone row of the list as `type members` (members as the list prints them). */
+const ZONE_ROWS = (rows: Array<{ getAttribute(name: string): string | null; children: ArrayLike<{ textContent: string | null }> }>) => rows.map((r) => `${r.getAttribute('data-zone-type')} ${r.children[1]?.textContent ?? ''}`).sort();
+const STANDING = ['isolation ratings', 'performance details, productpage'];
+// What the feed may report as created: the standing zones and the containment of reviews-v2.
+const EXPECTED_ZONE_ID = /^(isolation-ratings|performance-details|containment-reviews-v2)-\d+$/;
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const CHROMIUM = process.env.ETZ_CHROMIUM ?? '/usr/bin/chromium';
@@ -70,7 +78,10 @@ test('dashboard in headless Chromium follows the demo live: services, containmen
     // The attack: a containment zone appears live, in the graph and in the zone list.
     await page.waitForSelector('#zonerows tr[data-zone-type="containment"]', { timeout: 90_000 });
     await page.waitForSelector('#g g.zone[data-zone-type="containment"]', { timeout: 5_000 });
-    assert.match(await page.textContent('#zonerows tr[data-zone-type="containment"]') ?? '', /reviews/);
+    // The zone's member is the instance reviews-v2, not the whole service; the other zones are the
+    // standing ones only (no collateral zone around the services reviews-v2 called).
+    assert.deepEqual(await page.$$eval('#zonerows tr[data-zone-id]', ZONE_ROWS), ['containment reviews/reviews-v2', ...STANDING]);
+    assert.match(await page.textContent('#g g.zone[data-zone-type="containment"]') ?? '', /containment \(reviews-v2\)/);
     await page.waitForSelector('#flagrows tr[data-principal="mallory"], #feed', { timeout: 5_000 });
     assert.match(await page.textContent('#feed') ?? '', /zone\.created/);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-containment.png'), fullPage: true });
@@ -80,6 +91,10 @@ test('dashboard in headless Chromium follows the demo live: services, containmen
     await page.waitForSelector('#zonerows tr[data-zone-type="containment"]', { state: 'detached', timeout: 90_000 });
     assert.equal(await page.$('#g g.zone[data-zone-type="containment"]'), null);
     await page.waitForFunction("document.getElementById('feed').textContent.includes('zone.dissolved')", undefined, { timeout: 10_000 });
+    assert.deepEqual(await page.$$eval('#zonerows tr[data-zone-id]', ZONE_ROWS), STANDING);
+    const created = await page.$$eval('#feed div', (divs) => divs.map((d) => d.textContent ?? '').filter((t) => / zone\.created /.test(t)).map((t) => / zone\.created (\S+)/.exec(t)![1]!));
+    assert.ok(created.length >= 1, 'the feed lists the zones created');
+    for (const id of created) assert.match(id, EXPECTED_ZONE_ID);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-after.png'), fullPage: true });
   } finally {
     await browser.close();

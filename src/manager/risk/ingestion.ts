@@ -178,7 +178,9 @@ export class EngineIngest extends EngineState {
       sAcc.bytesOut += bi;
       const novel = this.novel(sInfo, dst, start, sInfo.score);
       if (sAcc.addDest(dst) && novel) (sAcc.newDests ??= []).push(dst);
-      suspect = novel || sInfo.score >= high;
+      // The calling instance, when the record names it, answers for its own calls: its siblings'
+      // traffic is not suspect because the service's score is high on its account.
+      suspect = novel || (r.source.instance === undefined && sInfo.score >= high);
       if (r.source.instance !== undefined) {
         const il = this.instance(w, src, r.source.instance, r.source.version);
         const ia = il.acc;
