@@ -1,6 +1,7 @@
 import { EtzError } from '../../core/errors.js';
 import type { EngineConfig, ZonePolicyConfig } from '../risk/config.js';
 import type { EngineEvent, PublicZone, Reason, Subject, Zone, ZoneMember, ZoneType } from '../risk/types.js';
+import { instanceShareGuard, meshShareGuard, narrowMembers, type Inventory } from './members.js';
 
 /**
  * The Ephemeral Trust Zone lifecycle: risk-triggered zones with hysteresis (a trigger must hold
@@ -9,31 +10,7 @@ import type { EngineEvent, PublicZone, Reason, Subject, Zone, ZoneMember, ZoneTy
  * actions. Deterministic: time only comes in through the `now` arguments.
  */
 
-export interface Inventory {
-  /** Services the mesh has seen (for the mesh share of the blast-radius guard). */
-  serviceCount(): number;
-  /** Instances of one service seen so far. */
-  instanceCount(service: string): number;
-  /**
-   * The scored instances of one service with their latest risk: lets a zone be drawn around the
-   * instance that explains a service's risk instead of the whole service. Without it zones name
-   * what triggered them.
-   */
-  instances?(service: string): InstanceRisk[];
-}
-
-export interface InstanceRisk {
-  key: string;
-  subject: Extract<Subject, { kind: 'instance' }>;
-  score: number;
-  level: string;
-  reasons: Reason[];
-  /** Trace time of its latest score (epoch ms). */
-  at: number;
-}
-
-// An instance counts as one of its service's live instances if it was scored this recently.
-const LIVE_WINDOWS = 6;
+export type { Inventory, InstanceRisk } from './members.js';
 
 export interface ScoredSubject {
   key: string;
@@ -278,7 +255,7 @@ export class ZoneManager {
     let triggers = [item.key];
     let reason = `${label(item.subject)} risk ${item.score} (${item.level})${item.reasons.length ? `: ${details(item.reasons)}` : ''}`;
     if (member.instance === undefined) {
-      const n = this.narrow(member.service, now);
+      const n = narrowMembers(this.cfg, this.inventory, member.service, now);
       if (n) {
         members = n.hot.map((h) => memberOf(h.subject)!);
         triggers = [item.key, ...n.hot.map((h) => h.key)];
@@ -292,7 +269,7 @@ export class ZoneManager {
     if (existingId) {
       const z = this.zones.get(existingId)!;
       if (type === 'containment' && z.origin === 'risk') {
-        const why = this.instanceGuard(members, z, now);
+        const why = instanceShareGuard(this.cfg, this.inventory, members, z, now);
         if (why) return this.holdBack(type, item, why, now);
       }
       let changed = false;
@@ -304,7 +281,7 @@ export class ZoneManager {
       return;
     }
     if (type === 'containment') {
-      const why = this.instanceGuard(members, undefined, now) ?? this.meshGuard();
+      const why = instanceShareGuard(this.cfg, this.inventory, members, undefined, now) ?? meshShareGuard(this.cfg, this.inventory, this.zones.values());
       if (why) return this.holdBack(type, item, why, now);
     }
     this.open(type, target, members, reason, now, now + policy.ttlMs, 'risk', triggers, this.since.get(`${type}|${item.key}`));
@@ -315,62 +292,11 @@ export class ZoneManager {
     }
   }
 
-  /**
-   * The instances of `service` that explain its risk, when there are such: at least two live
-   * instances, some at high risk or above, the others normal, and no more of them than the
-   * instance share of the blast-radius guard. Risk spread over more instances than that is the
-   * service's, and so is risk no instance carries.
-   */
-  private narrow(service: string, now: number): { hot: InstanceRisk[]; siblings: InstanceRisk[] } | null {
-    const list = this.inventory.instances?.(service);
-    if (!list) return null;
-    const live = list.filter((i) => i.at >= now - LIVE_WINDOWS * this.cfg.risk.windowMs);
-    if (live.length < 2) return null;
-    const high = this.cfg.risk.levels.high;
-    const hot = live.filter((i) => i.score >= high).sort((a, b) => b.score - a.score || (a.key < b.key ? -1 : 1));
-    if (hot.length === 0 || hot.length >= live.length) return null;
-    if (hot.length > Math.floor(this.cfg.zones.blastRadius.maxInstanceShare * live.length)) return null;
-    return { hot, siblings: live.filter((i) => i.score < high).sort((a, b) => (a.key < b.key ? -1 : 1)) };
-  }
-
   private holdBack(type: 'containment', item: ScoredSubject, why: string, now: number): void {
     const sk = `${type}|${item.key}`;
     if (this.held.has(sk)) return;
     this.held.add(sk);
     this.emit({ ts: iso(now), event: 'alert', severity: 'critical', message: `containment of ${label(item.subject)} held back by the blast-radius guard (${why}); an operator must decide`, subject: item.subject });
-  }
-
-  /** Automation contains at most `maxInstanceShare` of one service's instances one by one. */
-  private instanceGuard(members: ZoneMember[], zone: Zone | undefined, now: number): string | null {
-    const br = this.cfg.zones.blastRadius;
-    const inst = members.filter((m) => m.instance !== undefined);
-    if (inst.length === 0) return null;
-    if (zone?.members.some((m) => m.instance === undefined)) return null;
-    const service = inst[0]!.service;
-    const n = this.liveInstances(service, now);
-    if (n <= 1) return null;
-    const contained = new Set([...(zone?.members ?? []), ...inst].map((m) => m.instance));
-    const allowed = Math.floor(br.maxInstanceShare * n);
-    if (contained.size > allowed) {
-      return contained.size === 1 ? `containing one of ${n} instances of ${service} exceeds the share ${br.maxInstanceShare}` : `containing ${contained.size} of ${n} instances of ${service} exceeds the share ${br.maxInstanceShare}`;
-    }
-    return null;
-  }
-
-  private liveInstances(service: string, now: number): number {
-    const list = this.inventory.instances?.(service);
-    if (!list) return this.inventory.instanceCount(service);
-    const since = now - LIVE_WINDOWS * this.cfg.risk.windowMs;
-    return list.filter((i) => i.at >= since).length;
-  }
-
-  private meshGuard(): string | null {
-    const br = this.cfg.zones.blastRadius;
-    const contained = new Set([...this.zones.values()].filter((z) => z.type === 'containment' && z.origin === 'risk').map((z) => z.members[0]!.service));
-    const total = this.inventory.serviceCount();
-    const allowed = Math.max(1, Math.floor(br.maxMeshShare * total));
-    if (contained.size + 1 > allowed) return `${contained.size + 1} of ${total} services would be contained; the mesh share is ${br.maxMeshShare}`;
-    return null;
   }
 
   private open(type: ZoneType, target: string, members: ZoneMember[], reason: string, now: number, expiresAt: number | null, origin: Zone['origin'], triggers: string[], detectedAt?: number): Zone {
