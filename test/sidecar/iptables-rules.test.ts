@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { BlockList } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import {
   buildRules, cleanupScript, installScript, NO_RULES, parseCidrList, parsePortList, parseSave, resolveOptions, revertScript,
+  type Rule, type RulePlan,
 } from '../../src/sidecar/iptables/index.js';
 import { UsageError } from '../../src/core/errors.js';
 
@@ -31,6 +33,12 @@ test('default rules: four chains, sidecar ports excluded inbound, proxy uid/gid 
   const lo = l.indexOf('-A ETZ_OUTPUT -d 127.0.0.0/8 -j RETURN');
   const jump = l.indexOf('-A ETZ_OUTPUT -j ETZ_REDIRECT');
   assert.ok(uid >= 0 && gid > uid && lo > gid && jump > lo, 'exemptions come before the redirect');
+  // The pod's traffic to itself over lo: the proxy's into the inbound chain, the rest left alone,
+  // both before the plain owner exemptions.
+  const selfUid = l.indexOf('-A ETZ_OUTPUT ! -d 127.0.0.0/8 -o lo -m owner --uid-owner 1337 -j ETZ_INBOUND');
+  const selfGid = l.indexOf('-A ETZ_OUTPUT ! -d 127.0.0.0/8 -o lo -m owner --gid-owner 1337 -j ETZ_INBOUND');
+  const overLo = l.indexOf('-A ETZ_OUTPUT -o lo -j RETURN');
+  assert.ok(selfUid >= 0 && selfGid > selfUid && overLo > selfGid && uid > overLo, l.join('\n'));
   // The catch-all inbound redirect is last in its chain.
   assert.equal(l.filter((x) => x.startsWith('-A ETZ_INBOUND')).at(-1), '-A ETZ_INBOUND -p tcp -j ETZ_IN_REDIRECT');
   assert.deepEqual(l.slice(-2), ['-A PREROUTING -p tcp -j ETZ_INBOUND', '-A OUTPUT -p tcp -j ETZ_OUTPUT']);
@@ -127,6 +135,113 @@ test('revertScript puts an earlier etz rule set back exactly, or removes everyth
   for (const r of [...before.rules, ...before.jumps]) assert.ok(s.includes(r), r);
   assert.ok(s.includes('-X ETZ_REDIRECT'), 'chains that did not exist before are removed');
   assert.deepEqual(revertScript(NO_RULES, now), cleanupScript(now));
+});
+
+// A small evaluator of the nat rules etz generates (only the matches and targets it uses; an
+// unknown one fails the test), so what the rules mean is checked here without root. The
+// namespace tests (iptables-self-call, iptables-netns) check that the kernel agrees.
+interface Conn { oif: string; dst: string; dport: number; uid: number; gid: number }
+
+function matches(rule: Rule, c: Conn, family: 'ipv4' | 'ipv6'): boolean {
+  for (let i = 2, negate = false; i < rule.length; i++) {
+    const tok = rule[i]!;
+    if (tok === '!') { negate = true; continue; }
+    if (tok === '-j') return true;
+    const val = rule[++i]!;
+    let hit: boolean;
+    if (tok === '-p') hit = val === 'tcp';
+    else if (tok === '-m') { if (val !== 'owner') throw new Error(`unknown match module ${val}`); continue; }
+    else if (tok === '--dport') hit = c.dport === Number(val);
+    else if (tok === '-o') hit = c.oif === val;
+    else if (tok === '--uid-owner') hit = c.uid === Number(val);
+    else if (tok === '--gid-owner') hit = c.gid === Number(val);
+    else if (tok === '-d') {
+      const [net, bits] = val.split('/');
+      const list = new BlockList();
+      list.addSubnet(net!, Number(bits ?? (family === 'ipv4' ? 32 : 128)), family);
+      hit = list.check(c.dst, family);
+    } else throw new Error(`unknown match ${tok} in ${rule.join(' ')}`);
+    if (hit === negate) return false;
+    negate = false;
+  }
+  throw new Error(`no target in ${rule.join(' ')}`);
+}
+
+/** Where the OUTPUT hook sends a new connection: the REDIRECT port, or null when left alone. */
+function outputVerdict(plan: RulePlan, c: Conn): number | null {
+  const walk = (chain: string): number | 'return' => {
+    for (const rule of plan.rules.filter((r) => r[1] === chain)) {
+      if (!matches(rule, c, plan.family)) continue;
+      const target = rule[rule.indexOf('-j') + 1]!;
+      if (target === 'RETURN') return 'return';
+      if (target === 'REDIRECT') return Number(rule[rule.indexOf('--to-ports') + 1]);
+      const r = walk(target);
+      if (r !== 'return') return r;
+    }
+    return 'return';
+  };
+  const r = walk('OUTPUT');
+  return r === 'return' ? null : r;
+}
+
+test("the pod calling its own address: the proxy's calls reach the inbound listener (uid or gid match), the app's are left alone", () => {
+  const proxy = { uid: 1337, gid: 1337 };
+  const proxyByGid = { uid: 0, gid: 1337 }; // as `etz demo --iptables` runs its sidecars
+  const app = { uid: 0, gid: 0 };
+  const v4 = buildRules(resolveOptions({ excludeInboundPorts: [22] }), 'ipv4');
+  const to = (who: { uid: number; gid: number }, dst: string, dport: number, oif = 'lo') => outputVerdict(v4, { ...who, dst, dport, oif });
+  assert.equal(to(proxy, '10.1.0.5', 9080), 15006, 'proxy → own pod address: inbound listener');
+  assert.equal(to(proxyByGid, '10.1.0.5', 9080), 15006, 'matched by gid only: inbound listener');
+  assert.equal(to(proxy, '10.1.0.5', 15000), null, 'its admin port stays direct');
+  assert.equal(to(proxy, '10.1.0.5', 15006), null, 'its inbound port stays direct (no double redirect)');
+  assert.equal(to(proxyByGid, '10.1.0.5', 22), null, 'an excluded inbound port stays direct');
+  assert.equal(to(proxy, '127.0.0.1', 9080), null, 'loopback (how the inbound listener reaches the app) stays direct');
+  assert.equal(to(proxy, '10.1.0.9', 9080, 'eth0'), null, "the proxy's calls to other pods are never redirected");
+  assert.equal(to(proxyByGid, '10.1.0.9', 9080, 'eth0'), null);
+  assert.equal(to(app, '10.1.0.5', 9080), null, 'the app calling its own pod address reaches itself, not the outbound listener');
+  assert.equal(to({ uid: 65534, gid: 65534 }, '10.1.0.5', 9080), null);
+  assert.equal(to(app, '127.0.0.1', 9080), null);
+  assert.equal(to(app, '10.1.0.9', 9080, 'eth0'), 15001, "the app's calls to other pods: outbound listener");
+
+  const v6 = buildRules(resolveOptions(), 'ipv6');
+  const to6 = (who: { uid: number; gid: number }, dst: string, oif = 'lo') => outputVerdict(v6, { ...who, dst, dport: 9080, oif });
+  assert.equal(to6(proxy, 'fd00::5'), 15006);
+  assert.equal(to6(proxyByGid, 'fd00::5'), 15006);
+  assert.equal(to6(proxy, '::1'), null);
+  assert.equal(to6(app, 'fd00::5'), null);
+  assert.equal(to6(app, 'fd00::9', 'eth0'), 15001);
+
+  // An explicit inbound port list applies to the proxy's self-calls as to a peer's calls.
+  const listed = buildRules(resolveOptions({ inboundPorts: [9080] }), 'ipv4');
+  assert.equal(outputVerdict(listed, { ...proxy, dst: '10.1.0.5', dport: 9080, oif: 'lo' }), 15006);
+  assert.equal(outputVerdict(listed, { ...proxy, dst: '10.1.0.5', dport: 9090, oif: 'lo' }), null);
+  // No gid exemption: a gid-1337 process is an application like any other.
+  const uidOnly = buildRules(resolveOptions({ proxyGid: null }), 'ipv4');
+  assert.equal(outputVerdict(uidOnly, { ...proxyByGid, dst: '10.1.0.5', dport: 9080, oif: 'lo' }), null);
+  assert.equal(outputVerdict(uidOnly, { ...proxyByGid, dst: '10.1.0.9', dport: 9080, oif: 'eth0' }), 15001);
+  assert.equal(outputVerdict(uidOnly, { ...proxy, dst: '10.1.0.5', dport: 9080, oif: 'lo' }), 15006);
+});
+
+test('cleanup is symmetric: every rule an install adds is removed by the cleanup script', () => {
+  for (const opts of [resolveOptions(), resolveOptions({ proxyGid: null, inboundPorts: [9080], excludeOutboundCidrs: ['10.9.0.0/16'] })]) {
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const plan = buildRules(opts, family);
+      // What iptables-save shows once the plan is installed.
+      const saved = ['*nat', ':PREROUTING ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ...plan.chains.map((c) => `:${c} - [0:0]`),
+        ...plan.rules.map((r) => r.join(' ')), 'COMMIT', ''].join('\n');
+      const script = cleanupScript(parseSave(saved))!.split('\n');
+      for (const r of plan.rules) {
+        const chain = r[1]!;
+        if (chain.startsWith('ETZ_')) assert.ok(script.includes(`-F ${chain}`) && script.includes(`-X ${chain}`), `${r.join(' ')} is flushed with its chain`);
+        else assert.ok(script.includes(`-D ${r.slice(1).join(' ')}`), `${r.join(' ')} is deleted`);
+      }
+      // Every chain a rule jumps to is one of the chains removed.
+      for (const r of plan.rules) {
+        const target = r[r.indexOf('-j') + 1]!;
+        if (target.startsWith('ETZ_')) assert.ok(plan.chains.includes(target), target);
+      }
+    }
+  }
 });
 
 test('bad values are usage errors naming the option', () => {

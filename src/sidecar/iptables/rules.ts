@@ -9,7 +9,9 @@ import { UsageError } from '../../core/errors.js';
  * never leaves a moment without interception (a bypass) or with half of it.
  *
  *   PREROUTING -p tcp → ETZ_INBOUND → (excluded ports RETURN) → ETZ_IN_REDIRECT → REDIRECT :inbound
- *   OUTPUT     -p tcp → ETZ_OUTPUT  → (proxy uid/gid, loopback, excluded CIDRs/ports RETURN)
+ *   OUTPUT     -p tcp → ETZ_OUTPUT  → (proxy uid/gid over lo to a pod address → ETZ_INBOUND)
+ *                                    → (anything else over lo, proxy uid/gid, loopback,
+ *                                       excluded CIDRs/ports RETURN)
  *                                    → ETZ_REDIRECT → REDIRECT :outbound
  */
 
@@ -155,9 +157,20 @@ export function buildRules(opts: InterceptOptions, family: Family): RulePlan {
     }
   }
 
-  // Outbound: the proxy's own connections first, so nothing it sends can loop back into it.
-  add('ETZ_OUTPUT', '-m', 'owner', '--uid-owner', String(opts.proxyUid), '-j', 'RETURN');
-  if (opts.proxyGid !== null) add('ETZ_OUTPUT', '-m', 'owner', '--gid-owner', String(opts.proxyGid), '-j', 'RETURN');
+  // Outbound. A connection to one of the pod's own (non-loopback) addresses leaves through `lo`
+  // and never crosses PREROUTING, so without these rules the proxy calling its own pod would
+  // reach the application's port directly, past its own inbound chain. The proxy's such calls go
+  // through ETZ_INBOUND as a peer's would (its own and excluded ports stay direct; a RETURN
+  // there comes back here and meets the `-o lo` RETURN). Everything else over lo is the
+  // application talking to itself: left alone, as Istio does, rather than sent to the outbound
+  // listener. The owner matches are alternatives (the proxy may be matched by its gid only), so
+  // each gets its own jump and the catch-all RETURN comes after both.
+  const owners = [['--uid-owner', String(opts.proxyUid)]];
+  if (opts.proxyGid !== null) owners.push(['--gid-owner', String(opts.proxyGid)]);
+  for (const o of owners) add('ETZ_OUTPUT', '!', '-d', loopback, '-o', 'lo', '-m', 'owner', ...o, '-j', 'ETZ_INBOUND');
+  add('ETZ_OUTPUT', '-o', 'lo', '-j', 'RETURN');
+  // Then the proxy's own connections elsewhere, so nothing it sends can loop back into it.
+  for (const o of owners) add('ETZ_OUTPUT', '-m', 'owner', ...o, '-j', 'RETURN');
   add('ETZ_OUTPUT', '-d', loopback, '-j', 'RETURN');
   for (const c of opts.excludeOutboundCidrs.filter(sameFamily)) add('ETZ_OUTPUT', '-d', c, '-j', 'RETURN');
   for (const p of opts.excludeOutboundPorts) add('ETZ_OUTPUT', '-p', 'tcp', '--dport', String(p), '-j', 'RETURN');
