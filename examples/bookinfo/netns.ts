@@ -6,6 +6,7 @@ import { DEFAULT_OPTIONS } from '../../src/sidecar/iptables/index.js';
 import { deleteNetns, listNetns, must, Netns, sh } from '../../src/sidecar/iptables/netns.js';
 import { BOOKINFO, SERVICE_PORT, appKey } from './apps.js';
 import { startAppsChild, type AppsLink, type MeshNetwork, type Workload } from './mesh.js';
+import { currentOwner, ownerAlive } from './run-owner.js';
 
 /**
  * The pods of `etz demo --iptables`: one network namespace per Bookinfo workload, each joined to
@@ -48,19 +49,6 @@ interface Pod {
   key: string;
   ns: Netns;
   address: string;
-}
-
-async function processStart(pid: number): Promise<string | undefined> {
-  try {
-    const text = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return text.slice(text.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
-async function alive(s: Pick<RunState, 'pid' | 'start'>): Promise<boolean> {
-  return (await processStart(s.pid)) === s.start;
 }
 
 function forwardRule(id: string, bridge: string): string[] {
@@ -122,7 +110,7 @@ async function teardown(id: string, namespaces: readonly string[], links: readon
 export async function removeStaleRuns(): Promise<string[]> {
   const states = await readStates();
   const live = new Set<string>();
-  for (const s of states) if (await alive(s)) live.add(s.id);
+  for (const s of states) if (await ownerAlive(s)) live.add(s.id);
   const nameId = new RegExp(`^${NAME_PREFIX}-?([0-9a-f]{4})`);
   const idOf = (name: string): string | undefined => nameId.exec(name)?.[1];
   const stale = new Map<string, { namespaces: Set<string>; links: Set<string> }>();
@@ -211,8 +199,7 @@ export class PodNetwork implements MeshNetwork {
     while (states.some((s) => s.id === id)) id = randomBytes(2).toString('hex');
     const net = new PodNetwork({
       id,
-      pid: process.pid,
-      start: (await processStart(process.pid)) ?? '',
+      ...(await currentOwner()),
       subnet: await pickSubnet(states.map((s) => `${s.subnet}.`)),
       namespaces: BOOKINFO.map((s) => `${NAME_PREFIX}-${id}-${appKey(s)}`),
       links: [`${NAME_PREFIX}${id}br`, ...BOOKINFO.map((_, i) => `${NAME_PREFIX}${id}v${i}`)],

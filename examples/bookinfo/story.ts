@@ -1,8 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMesh, timingFor, type MeshHandles, type MeshNetwork, type MeshTiming } from './mesh.js';
 import { TrafficGenerator, type UserStats } from './traffic.js';
+import { ownedTempDir, removeDeadOwnersDirs } from './run-owner.js';
 
 /**
  * The Bookinfo demo's script: warm up with normal readers, then a scraping end user, then a
@@ -43,13 +44,19 @@ export interface StorySummary {
   completed: boolean;
 }
 
+/** `$TMPDIR/etz-demo-<pid>-<start>-XXXXXX`: the run's state (manager data, sidecar configs and keys). */
+export const TEMP_PREFIX = 'etz-demo-';
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const members = (z: ZoneView): string => z.members.map((m) => m.instance ?? (m.version ? `${m.service}@${m.version}` : m.service)).join(', ');
 const secs = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
 export async function runStory(o: StoryOptions): Promise<StorySummary> {
   const t: MeshTiming = timingFor(o.speed);
-  const dir = await mkdtemp(join(tmpdir(), 'etz-demo-'));
+  // A killed run cannot remove its directory (it holds the admin token and the sidecars' keys):
+  // the next run removes those whose run is no longer alive.
+  const swept = await removeDeadOwnersDirs(tmpdir(), TEMP_PREFIX);
+  const dir = await ownedTempDir(tmpdir(), TEMP_PREFIX);
   const started = Date.now();
   const tty = !!o.out.isTTY;
   let progress = '';
@@ -79,6 +86,7 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
 
   const summary: StorySummary = { containmentCreated: false, containmentDissolved: false, zonesSeen: {}, zoneList: [], flagged: [], completed: false };
   say(`etz demo: Bookinfo on a live etz mesh (speed ×${o.speed}: scoring window ${secs(t.windowMs)}, user window ${secs(t.principalWindowMs)}, cool-down ${secs(t.coolDownMs)})`);
+  if (swept.length) say(`removed the temporary directories of ${swept.length} earlier demo run${swept.length > 1 ? 's' : ''} that ended without cleaning up: ${swept.join(', ')}`);
   let mesh: MeshHandles | undefined;
   let traffic: TrafficGenerator | undefined;
   let poller: NodeJS.Timeout | undefined;
