@@ -11,21 +11,26 @@ import { validateConfig } from '../../src/config/load.js';
 import { managerConfigSchema, type ManagerConfig } from '../../src/manager/config.js';
 import { Manager } from '../../src/manager/manager.js';
 import { table, writeResults } from '../common/report.js';
+import { measureHub } from './hub.js';
 
 /**
  * Control-plane push latency: N simulated sidecars (in child processes, each enrolled with its own
  * certificate and on its own WSS stream with it) subscribed to one in-process manager; one
  * zone change at a time; latency from the operator's change (store write included) to each
  * sidecar's ACK at the manager. Also the manager's memory per connected sidecar.
- * Args: --sizes 100,1000  --rounds 10  [--sim light|client]  [--cpu-prof DIR]
+ * Args: --sizes 100,1000  --rounds 10  [--sim light|client]  [--sim-procs P]  [--history K]  [--cpu-prof DIR]
  * --sim: what each simulated sidecar runs (sim.ts): `light` (default) a bare validating stream,
- * `client` the full ControlClient.
+ * `client` the full ControlClient. --sim-procs: simulator processes (default: cores - 1, 1 to 4).
+ * --history: K small changes (each in force) before the rounds, so the rollout history is as full
+ * as in a manager that has run for a while (default 0).
  * --cpu-prof: V8 CPU profiles of the rounds only (not enrollment or connection set-up): the
  * manager's in DIR/manager-N<n>.cpuprofile, each simulator process's in DIR/sim-N<n>-<i>.cpuprofile.
  */
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
+
+const WARMUP = 2;
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -79,7 +84,7 @@ function simCommand(sim: ChildProcess, line: string, answer: string): Promise<vo
   });
 }
 
-async function measure(n: number, rounds: number, sim: string, profDir: string | undefined) {
+async function measure(n: number, rounds: number, sim: string, simProcs: number, history: number, profDir: string | undefined) {
   const dataDir = await mkdtemp(join(tmpdir(), 'etz-bench-cp-'));
   const config = validateConfig<ManagerConfig>('bench', managerConfigSchema, { dataDir, listen: { host: '127.0.0.1', port: 0 } });
   const manager = await Manager.start({ config });
@@ -89,7 +94,7 @@ async function measure(n: number, rounds: number, sim: string, profDir: string |
     const caPem = await readFile(manager.caFile, 'utf8');
     await settle();
     const before = mem();
-    const procs = Math.max(1, Math.min(4, cpus().length));
+    const procs = simProcs;
     const simJs = join(dirname(fileURLToPath(import.meta.url)), 'sim.js');
     const per = Math.ceil(n / procs);
     const t0 = performance.now();
@@ -111,10 +116,39 @@ async function measure(n: number, rounds: number, sim: string, profDir: string |
     while (manager.hub.subscriberCount() < n || manager.hub.status().some((s) => s.state !== 'acked')) await new Promise((r) => setTimeout(r, 20));
     await settle();
     const after = mem();
+    // A manager that has run for a while holds a full rollout history; fill it with small
+    // changes of another resource type (the zone rounds' messages stay the same size).
+    for (let i = 0; i < history; i++) {
+      const done = new Promise<void>((resolve) => {
+        const on = (ro: { version: number }) => {
+          if (ro.version !== manager.hub.currentVersion) return;
+          manager.hub.off('rollout-complete', on);
+          resolve();
+        };
+        manager.hub.on('rollout-complete', on);
+      });
+      manager.publish('mesh', 'routes', [{ name: `history-${i}` }], 'bench history');
+      await done;
+    }
 
     const acks: number[] = [];
+    // ACKs of the rounds after the first WARMUP: the first pushes after start run while V8 still
+    // optimises the push and read paths. Reported next to, never instead of, all rounds.
+    const warmAcks: number[] = [];
+    const perRound: Array<{ publishMs: number; fanoutMs: number; ackP50Ms: number; lastAckMs: number }> = [];
     const lasts: number[] = [];
     const publishMs: number[] = [];
+    // How long the publish call itself runs (encoding and writing to every stream): wrapped
+    // here so the hub carries no timing code of its own.
+    const fanoutMs: number[] = [];
+    const hub = manager.hub;
+    const publish = hub.publish.bind(hub);
+    hub.publish = () => {
+      const t = performance.now();
+      const v = publish();
+      if (v !== undefined) fanoutMs.push(performance.now() - t);
+      return v;
+    };
     let busyMs = 0;
     let wallMs = 0;
     const session = profDir ? new Session() : undefined;
@@ -163,6 +197,8 @@ async function measure(n: number, rounds: number, sim: string, profDir: string |
       wallMs += elu.active + elu.idle;
       if (lat.length !== n) throw new Error(`round ${r}: ${lat.length} of ${n} ACKs`);
       acks.push(...lat);
+      if (r >= WARMUP) warmAcks.push(...lat);
+      perRound.push({ publishMs: publishMs.at(-1)!, fanoutMs: fanoutMs.at(-1)!, ackP50Ms: pct(lat, 50), lastAckMs: Math.max(...lat) });
       lasts.push(Math.max(...lat));
       await new Promise((res) => setTimeout(res, 50));
     }
@@ -178,13 +214,17 @@ async function measure(n: number, rounds: number, sim: string, profDir: string |
       n,
       rounds,
       sim,
+      simProcs,
+      history,
       connectSeconds,
       ackP50Ms: pct(acks, 50),
       ackP99Ms: pct(acks, 99),
+      ackP99AfterWarmupMs: warmAcks.length ? pct(warmAcks, 99) : null,
       lastAckP50Ms: pct(lasts, 50),
       lastAckMaxMs: Math.max(...lasts),
-      // Change → version on the wire: store fsync + debounce.
+      // Change → every push written: store fsync + debounce + the publish call.
       publishP50Ms: pct(publishMs, 50),
+      fanoutP50Ms: pct(fanoutMs.slice(-rounds), 50),
       // Share of the rollout the manager's event loop was busy; the rest is network and the
       // simulated sidecars (which share the machine's cores with the manager here).
       managerBusyShare: wallMs ? busyMs / wallMs : 0,
@@ -197,6 +237,7 @@ async function measure(n: number, rounds: number, sim: string, profDir: string |
       // pauses between rounds): with 2 cores shared, this is CPU the manager could not have.
       simCpuMsPerRound: simCpu0 !== undefined && simCpu1 !== undefined ? ((simCpu1 - simCpu0) * 1000) / rounds : null,
       pushes: manager.hub.stats.pushes,
+      perRound,
     };
   } finally {
     for (const s of sims) s.stdin!.end();
@@ -215,24 +256,31 @@ export async function run(args: string[]): Promise<void> {
   const rounds = Number(get('rounds', '10'));
   const sim = get('sim', 'light');
   if (sim !== 'light' && sim !== 'client') throw new Error(`--sim: light or client, not ${sim}`);
+  // One core stays the manager's: with every core running simulators, the manager would be
+  // time-sliced against them and the numbers would measure the scheduler.
+  const simProcs = Number(get('sim-procs', String(Math.max(1, Math.min(4, cpus().length - 1)))));
+  const history = Number(get('history', '0'));
   const profDir = args.includes('--cpu-prof') ? get('cpu-prof', '') : undefined;
   if (profDir === '') throw new Error('--cpu-prof needs a directory');
   if (profDir) await mkdir(profDir, { recursive: true });
   const results = [];
   for (const n of sizes) {
     process.stderr.write(`control-plane: N=${n} (${sim} simulated sidecars) …\n`);
-    results.push(await measure(n, rounds, sim, profDir));
+    results.push(await measure(n, rounds, sim, simProcs, history, profDir));
   }
   console.log(table(
-    ['sidecars', 'publish ms', 'ACK p50 ms', 'ACK p99 ms', 'last ACK p50 ms', 'last ACK max ms', 'manager busy', 'manager CPU ms/round', 'sims CPU ms/round', 'heap KiB/sidecar', 'RSS KiB/sidecar', 'connect s'],
-    results.map((r) => [r.n, r.publishP50Ms, r.ackP50Ms, r.ackP99Ms, r.lastAckP50Ms, r.lastAckMaxMs, `${(r.managerBusyShare * 100).toFixed(0)}%`, r.managerCpuMsPerRound, r.simCpuMsPerRound, r.heapPerSidecarKiB, r.rssPerSidecarKiB, r.connectSeconds]),
+    ['sidecars', 'publish ms', 'fan-out ms', 'ACK p50 ms', 'ACK p99 ms', `p99 rounds ${WARMUP + 1}+`, 'last ACK p50 ms', 'last ACK max ms', 'manager busy', 'manager CPU ms/round', 'sims CPU ms/round', 'heap KiB/sidecar', 'RSS KiB/sidecar', 'connect s'],
+    results.map((r) => [r.n, r.publishP50Ms, r.fanoutP50Ms, r.ackP50Ms, r.ackP99Ms, r.ackP99AfterWarmupMs, r.lastAckP50Ms, r.lastAckMaxMs, `${(r.managerBusyShare * 100).toFixed(0)}%`, r.managerCpuMsPerRound, r.simCpuMsPerRound, r.heapPerSidecarKiB, r.rssPerSidecarKiB, r.connectSeconds]),
   ));
   if (results.length >= 2) {
     const a = results[0]!;
     const b = results[results.length - 1]!;
     console.log(`\nN ${a.n} → ${b.n} (×${b.n / a.n}): ACK p99 ×${(b.ackP99Ms / a.ackP99Ms).toFixed(2)}, time to last ACK ×${(b.lastAckP50Ms / a.lastAckP50Ms).toFixed(2)}`);
   }
+  const hub = sizes.map((n) => measureHub(n));
+  console.log(`\nThe hub alone (no sockets), rollout history full (${hub[0]!.history} changes):`);
+  console.log(table(['sidecars', 'publish µs/sidecar', 'ACK µs/ACK'], hub.map((h) => [h.n, h.publishUsPerSidecar, h.ackUsPerAck])));
   console.log(`target: ACK p99 ≤ 100 ms at N=1000 (each round: one zone change, debounce 10 ms, store fsync included)`);
-  const file = await writeResults('control-plane', { date: new Date().toISOString(), node: process.version, cpus: cpus().length, loadavg: (await import('node:os')).loadavg(), results });
+  const file = await writeResults('control-plane', { date: new Date().toISOString(), node: process.version, cpus: cpus().length, loadavg: (await import('node:os')).loadavg(), results, hub });
   console.log(`results: ${file}`);
 }
