@@ -115,7 +115,9 @@ async function measure(n: number, rounds: number, sim: string, simProcs: number,
     const connectSeconds = (performance.now() - t0) / 1000;
     while (manager.hub.subscriberCount() < n || manager.hub.status().some((s) => s.state !== 'acked')) await new Promise((r) => setTimeout(r, 20));
     await settle();
-    const after = mem();
+    // Memory is read after the rounds, not here: a forced full GC right before a rollout makes V8
+    // drop code the push path had warmed, which no running manager sees. Read after the rounds,
+    // it also counts what the manager keeps per sidecar for rollouts.
     // A manager that has run for a while holds a full rollout history; fill it with small
     // changes of another resource type (the zone rounds' messages stay the same size).
     for (let i = 0; i < history; i++) {
@@ -204,6 +206,7 @@ async function measure(n: number, rounds: number, sim: string, simProcs: number,
     }
     const cpu = process.cpuUsage(cpu0);
     const simCpu1 = await simCpu(sims);
+    const after = mem();
     if (session) {
       const { profile } = await session.post('Profiler.stop');
       await writeFile(join(profDir!, `manager-N${n}.cpuprofile`), JSON.stringify(profile));
