@@ -49,6 +49,7 @@ export const ERRORS = {
   ETZ_ERR_STORE_CORRUPT: { status: 0, summary: "The manager's store is damaged beyond a torn last write; the manager refuses to start." },
   ETZ_ERR_UNAUTHENTICATED: { status: 401, summary: 'Manager API or control channel: no valid admin token, bootstrap token or client certificate.' },
   ETZ_ERR_FORBIDDEN: { status: 403, summary: "Manager API or control channel: authenticated, but not allowed to do this (e.g. another service's topic)." },
+  ETZ_ERR_IDENTITY_REVOKED: { status: 403, summary: 'The sidecar identity (instance) was revoked by an operator: its control stream, renewal and re-enrollment are refused, and peers refuse mTLS with its certificates until they expire.' },
   ETZ_ERR_NOT_FOUND: { status: 404, summary: 'Manager API: no such resource (policy, zone, token, rollout).' },
   ETZ_ERR_INVALID_INPUT: { status: 400, summary: 'Manager API: the request body failed validation; the reason names the field.' },
   ETZ_ERR_PROTOCOL: { status: 0, summary: 'A control-channel frame was malformed, oversized or out of order; the connection is closed with a code and reason.' },

@@ -22,6 +22,7 @@ import { EnrollmentService } from './enroll.js';
 import { PolicyService } from './policies.js';
 import { ConfigHub } from './pubsub/hub.js';
 import { ResourceService } from './resources.js';
+import { RevocationService } from './revocation.js';
 import { COLL, type Store } from './store/store.js';
 import { WalStore } from './store/wal-store.js';
 import { StreamServer } from './stream.js';
@@ -75,6 +76,7 @@ export class Manager {
   enrollment!: EnrollmentService;
   policies!: PolicyService;
   resources!: ResourceService;
+  revocations!: RevocationService;
   intake!: TelemetryIntake;
   private zoneBackend!: ZoneBackend;
   private stream!: StreamServer;
@@ -134,7 +136,9 @@ export class Manager {
     const { token, created } = await ensureAdminToken(this.dataDir);
     if (created) this.opts.onAdminTokenCreated?.(token, join(this.dataDir, ADMIN_TOKEN_FILE));
     this.admin = new AdminAuth(token, new Set(c.api.adminIdentities));
-    this.enrollment = new EnrollmentService(this.store, this.ca, this.tokens, { certTtlMs: parseDuration(c.certTtl, 'certTtl'), metrics: this.metrics, logger: this.logger });
+    this.revocations = new RevocationService(this.store, this.hub);
+    const revocations = this.revocations;
+    this.enrollment = new EnrollmentService(this.store, this.ca, this.tokens, { certTtlMs: parseDuration(c.certTtl, 'certTtl'), metrics: this.metrics, logger: this.logger, isRevoked: (i) => revocations.isInstanceRevoked(i) });
     this.policies = new PolicyService(this.store, this.hub);
     this.resources = new ResourceService(this.store, this.hub);
     this.intake = new TelemetryIntake({ metrics: this.metrics, logger: this.logger, ...(this.opts.recordFile ? { recordFile: this.opts.recordFile } : {}) });
@@ -142,17 +146,20 @@ export class Manager {
     this.stream = new StreamServer({
       hub: this.hub, intake: this.intake, enrollment: this.enrollment, audit: this.audit, logger: this.logger, metrics: this.metrics,
       maxPayloadBytes: c.pubsub.maxPayloadBytes, idleTimeoutMs: c.pubsub.idleTimeoutMs, maxRecordsPerMessage: c.telemetry.maxRecordsPerMessage,
+      isRevoked: (serial) => revocations.isSerialRevoked(serial),
     });
     registerRoutes(this.router, {
       hub: this.hub, audit: this.audit, tokens: this.tokens, enrollment: this.enrollment, policies: this.policies, resources: this.resources,
       intake: this.intake, zones: () => this.zoneBackend, metrics: this.metrics, defaultTokenTtlMs: parseDuration(c.tokens.defaultTtl, 'tokens.defaultTtl'),
       startedAt: this.startedAt, version: VERSION,
+      revocations, closeStreams: (instance, reason) => this.stream.revoke(instance, reason),
     });
 
     // Everything durable goes back into the hub before the first sidecar can connect.
     this.hub.set('mesh', 'trustBundle', splitPemCerts(this.ca.trustBundlePem), 'trust bundle');
     this.policies.publish('startup');
     this.resources.publishAll();
+    this.revocations.publish();
     this.publishZones(this.zoneBackend.list());
     this.hub.publish();
 
@@ -211,6 +218,12 @@ export class Manager {
 
   private async housekeeping(): Promise<void> {
     this.hub.tick();
+    try {
+      const n = await this.revocations.expire();
+      if (n > 0) this.logger.info({ expired: n }, 'revocation entries of expired certificates dropped');
+    } catch (err) {
+      this.logger.error({ err }, 'revocation expiry failed');
+    }
     try {
       const gone = await this.zoneBackend.expire(Date.now());
       for (const z of gone) await this.audit.record({ actor: 'manager', action: 'zone.expire', outcome: 'ok', target: z.id, reason: 'ttl elapsed' });

@@ -40,6 +40,8 @@ export interface StreamOptions {
   maxPayloadBytes: number;
   idleTimeoutMs: number;
   maxRecordsPerMessage: number;
+  /** True for the serial of a revoked certificate: the stream is refused with 403. */
+  isRevoked?: (serial: string) => boolean;
 }
 
 interface Conn {
@@ -71,6 +73,13 @@ export class StreamServer {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const tls = req.socket as TLSSocket;
     const cert = tls.authorized ? tls.getPeerCertificate() : undefined;
+    if (cert?.serialNumber && this.o.isRevoked?.(cert.serialNumber)) {
+      const reason = 'this certificate was revoked';
+      this.rejected.inc({ reason: 'revoked' });
+      void this.o.audit.record({ actor: `${req.socket.remoteAddress ?? '?'}`, action: 'stream.connect', outcome: 'denied', reason, details: { serial: cert.serialNumber } }).catch(() => {});
+      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${JSON.stringify({ error: 'ETZ_ERR_IDENTITY_REVOKED', reason })}`);
+      return;
+    }
     const rec = cert?.fingerprint256 ? this.o.enrollment.byFingerprint(cert.fingerprint256) : undefined;
     if (!rec) {
       const reason = !tls.authorized ? `no valid client certificate (${tls.authorizationError ?? 'none presented'})` : 'certificate not enrolled';
@@ -164,7 +173,10 @@ export class StreamServer {
             conn.ws.send(encode(cert));
             void this.o.audit.record({ actor: rec.spiffeId, action: 'cert.renew', outcome: 'ok', target: rec.instance, details: { purpose: msg.purpose ?? 'control' } }).catch(() => {});
           },
-          (err: Error) => conn.ws.send(encode({ type: 'error', code: 'ETZ_ERR_INVALID_INPUT', message: err.message })),
+          (err: Error & { code?: string }) => {
+            const code = err.code === 'ETZ_ERR_IDENTITY_REVOKED' ? err.code : 'ETZ_ERR_INVALID_INPUT';
+            if (conn.ws.readyState === WebSocket.OPEN) conn.ws.send(encode({ type: 'error', code, message: err.message }));
+          },
         );
         return;
     }
@@ -177,6 +189,17 @@ export class StreamServer {
     conn.ws.close(code, Buffer.from(reason).subarray(0, 123).toString());
     const ws = conn.ws;
     setTimeout(() => ws.terminate(), 2000).unref();
+  }
+
+  /** Close every stream of a revoked instance (the close code tells the sidecar not to expect a way back). */
+  revoke(instance: string, reason: string): number {
+    let n = 0;
+    for (const c of this.conns) {
+      if (c.rec.instance !== instance) continue;
+      this.fail(c, CLOSE.REVOKED, `identity revoked: ${reason}`, 'revoked');
+      n++;
+    }
+    return n;
   }
 
   /** Heartbeats out, idle streams closed. One timer for all connections. */

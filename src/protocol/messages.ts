@@ -18,19 +18,40 @@ export const WS_SUBPROTOCOL = 'etz.v1';
 export const STREAM_PATH = '/v1/stream';
 export const ENROLL_PATH = '/v1/enroll';
 
-export const RESOURCE_TYPES = ['policies', 'zones', 'routes', 'rateLimits', 'intel', 'principals', 'trustBundle'] as const;
+export const RESOURCE_TYPES = ['policies', 'zones', 'routes', 'rateLimits', 'intel', 'principals', 'trustBundle', 'revoked'] as const;
 export type ResourceType = (typeof RESOURCE_TYPES)[number];
+/**
+ * Types a snapshot may leave out (added after protocol 1 shipped): a snapshot from a manager that
+ * predates them still validates, and the sidecar reads a missing one as "none".
+ */
+export const OPTIONAL_RESOURCE_TYPES: readonly ResourceType[] = ['revoked'];
 
 /**
  * The whole config a sidecar enforces. Each type is a JSON list (policies, routes, trustBundle:
- * PEM strings) or a JSON object (zones: { zones }, principals: { flagged }); the sidecar validates
+ * PEM strings; revoked: { serial, notAfter } of revoked certificates) or a JSON object (zones:
+ * { zones }, principals: { flagged }); the sidecar validates
  * their inner shape when it applies them. An empty list means "none of this type".
  */
 export type ResourceValue = unknown[] | Record<string, unknown>;
 export type Resources = { [K in ResourceType]: ResourceValue };
 
+/** An entry of the `revoked` resource: a revoked certificate, listed until it expires. */
+export interface RevokedCert {
+  /** Upper-case hex without colons or leading zeros (the form Node reports for a peer certificate). */
+  serial: string;
+  /** The certificate's notAfter, ms since the epoch. */
+  notAfter: number;
+}
+/** Entries outlive their certificate by this much, for peers whose clocks run behind. */
+export const REVOCATION_EXPIRY_MARGIN_MS = 5 * 60_000;
+
+/** One spelling of a certificate serial for both sides of a revocation lookup. */
+export function normalizeSerial(serial: string): string {
+  return serial.replace(/:/g, '').toUpperCase().replace(/^0+(?=.)/, '');
+}
+
 export function emptyResources(): Resources {
-  return { policies: [], zones: [], routes: [], rateLimits: [], intel: [], principals: [], trustBundle: [] };
+  return { policies: [], zones: [], routes: [], rateLimits: [], intel: [], principals: [], trustBundle: [], revoked: [] };
 }
 
 /** WebSocket close codes the manager uses (4000–4999 is the application range). */
@@ -45,6 +66,8 @@ export const CLOSE = {
   HEARTBEAT_TIMEOUT: 4008,
   REPLACED: 4009,
   SHUTDOWN: 4010,
+  /** The operator revoked this sidecar's identity: reconnecting is refused, do not retry. */
+  REVOKED: 4011,
 } as const;
 
 export interface NodeInfo {
@@ -99,7 +122,7 @@ const resourcesSchema = (required: boolean) => ({
   type: 'object',
   additionalProperties: false,
   properties: Object.fromEntries(RESOURCE_TYPES.map((t) => [t, resourceList])),
-  ...(required ? { required: [...RESOURCE_TYPES] } : {}),
+  ...(required ? { required: RESOURCE_TYPES.filter((t) => !OPTIONAL_RESOURCE_TYPES.includes(t)) } : {}),
 });
 
 const sidecarSchema = {

@@ -18,6 +18,8 @@ import { selfInfo, type TelemetrySink } from './telemetry.js';
 import { setupSidecarTls, type SidecarTls } from './tls/sidecar-tls.js';
 import { closeInstance } from './routing/instance-state.js';
 import type { WorkloadIdentity } from './tls/workload-identity.js';
+import { compileRevoked } from './tls/revocation.js';
+import type { RevokedCert } from '../protocol/messages.js';
 
 /**
  * The sidecar's private engine: owns the listeners, compiles a chain per listener per config
@@ -165,6 +167,7 @@ export class SidecarEngine {
       this.#ports[direction] = await listener.listen(lc.host, lc.port);
     }
     this.#resources = resources;
+    this.#tls?.revocation.set(compileRevoked(resources.revoked as RevokedCert[] | undefined));
     if (c.admin.enabled) {
       const admin = createAdminServer({
         ready: () => this.#ready,
@@ -198,6 +201,7 @@ export class SidecarEngine {
   async #apply(resources: Record<string, unknown>, version: number): Promise<void> {
     if (this.#closing) throw new Error('sidecar is closing');
     const validated = validateResources(resources, this.#filters, this.#extra, `resources v${version}`);
+    const revoked = compileRevoked(validated.revoked as RevokedCert[] | undefined);
     const built: { slot: ListenerSlot; chain: CompiledChain; connector: UpstreamConnector }[] = [];
     try {
       for (const slot of this.#slots) {
@@ -217,9 +221,12 @@ export class SidecarEngine {
       closed += slot.listener.swap(chain);
       void old.retire(connector);
     }
+    // After the chains: a version that revokes a peer also closes its open connections.
+    const revokedClosed = this.#tls?.revocation.set(revoked) ?? 0;
+    if (revokedClosed > 0) this.logger.warn({ version, closedConnections: revokedClosed, revoked: revoked.size }, 'connections of revoked peers closed');
     this.#version = version;
     this.#resources = validated;
-    this.logger.info({ version, closedConnections: closed }, 'config version applied');
+    this.logger.info({ version, closedConnections: closed + revokedClosed }, 'config version applied');
   }
 
   configDump(): Record<string, unknown> {

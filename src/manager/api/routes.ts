@@ -10,6 +10,7 @@ import type { EnrollmentService } from '../enroll.js';
 import type { ConfigHub } from '../pubsub/hub.js';
 import type { PolicyService } from '../policies.js';
 import type { ResourceService } from '../resources.js';
+import type { RevocationService } from '../revocation.js';
 import type { TelemetryIntake } from '../telemetry-intake.js';
 import type { ZoneBackend } from '../zone-backend.js';
 import { invalid, type Router } from './http.js';
@@ -29,6 +30,9 @@ export interface ApiContext {
   defaultTokenTtlMs: number;
   startedAt: number;
   version: string;
+  revocations: RevocationService;
+  /** Close the control streams of an instance; returns how many were open. */
+  closeStreams(instance: string, reason: string): number;
 }
 
 const ajv = new Ajv({ allErrors: false, strict: false, useDefaults: true });
@@ -50,6 +54,10 @@ const schemas: Record<string, ValidateFunction> = {
       ttl: { type: ['string', 'integer'] },
       pinned: { type: 'boolean' },
     },
+  }),
+  revoke: ajv.compile({
+    type: 'object', additionalProperties: false, required: ['reason'],
+    properties: { reason: { type: 'string', minLength: 1, maxLength: 1024 } },
   }),
   dissolve: ajv.compile({
     type: 'object', additionalProperties: false, required: ['reason'],
@@ -154,6 +162,36 @@ export function registerRoutes(router: Router, ctx: ApiContext): void {
     };
   });
 
+  // ---- revocation: evict a sidecar's identity now, not when its certificate expires ----
+  router.route('DELETE', '/v1/sidecars/{instance}', 'admin', async (r) => {
+    const b = validate<{ reason: string }>('revoke', await r.body());
+    const instance = r.params.instance!;
+    const rec = ctx.enrollment.get(instance);
+    if (!rec) {
+      if (ctx.revocations.get(instance)) throw new EtzError('ETZ_ERR_IDENTITY_REVOKED', `instance '${instance}' is already revoked`);
+      throw new EtzError('ETZ_ERR_NOT_FOUND', `no enrolled sidecar '${instance}'`);
+    }
+    // Records written before serials were kept list none: the current certificate's expiry still
+    // bounds the entry, but its serial is unknown, so say so rather than claim it is refused.
+    const certs = rec.certs ?? [];
+    let revoked = await ctx.revocations.revoke({ instance, service: rec.service, spiffeId: rec.spiffeId, actor: r.actor, reason: b.reason, certs });
+    // A renewal that was being signed as the revocation began is caught by this second read.
+    const again = ctx.enrollment.get(instance);
+    if (again?.certs && again.certs.some((c) => !revoked.certs.some((x) => x.serial === c.serial))) {
+      revoked = await ctx.revocations.revoke({ instance, service: rec.service, spiffeId: rec.spiffeId, actor: r.actor, reason: b.reason, certs: again.certs });
+    }
+    await ctx.enrollment.remove(instance);
+    const closed = ctx.closeStreams(instance, b.reason);
+    await audit.record({
+      actor: r.actor, action: 'sidecar.revoke', outcome: 'ok', target: `${rec.service}/${instance}`, reason: b.reason,
+      details: { spiffeId: rec.spiffeId, serials: revoked.certs.map((c) => c.serial), streamsClosed: closed, ...(rec.certs ? {} : { warning: 'enrolled before serials were recorded; no certificate serial listed' }) },
+    });
+    return { revoked: instance, certificates: revoked.certs.map((c) => ({ serial: c.serial, notAfter: new Date(c.notAfter).toISOString() })), streamsClosed: closed, configVersion: hub.currentVersion };
+  });
+  router.route('GET', '/v1/revocations', 'admin', () => ({
+    items: ctx.revocations.list().map((x) => ({ ...x, revokedAt: new Date(x.revokedAt).toISOString(), certs: x.certs.map((c) => ({ serial: c.serial, notAfter: new Date(c.notAfter).toISOString() })) })),
+  }));
+
   router.route('GET', '/v1/services', 'admin', () => {
     const live = new Map(hub.status().map((s) => [s.id, s]));
     const by = new Map<string, { service: string; instances: number; connected: number; acked: number; versions: Set<string> }>();
@@ -240,6 +278,7 @@ export function registerRoutes(router: Router, ctx: ApiContext): void {
   });
   router.route('PUT', '/v1/resources/{type}', 'admin', async (r) => {
     const type = resourceType(r.params.type!);
+    if (type === 'revoked') throw new EtzError('ETZ_ERR_INVALID_INPUT', 'the revocation list is kept by the manager: revoke with DELETE /v1/sidecars/{instance}');
     const topic = r.query.get('topic') ?? 'mesh';
     if (!/^(mesh|service\/[A-Za-z0-9._-]+|instance\/[A-Za-z0-9._-]+)$/.test(topic)) throw invalid('topic', 'must be mesh, service/<name> or instance/<name>');
     const b = validate<{ items: unknown[] | Record<string, unknown> }>('resources', await r.body());

@@ -13,6 +13,7 @@ import { zoneRulesFilter } from './zone-rules.js';
 import { threatIntelFilter } from './threat-intel.js';
 import { riskScoringFilter } from './risk-scoring.js';
 import { routingFilter, principalsSchema } from '../routing/filter.js';
+import { revokedSchema } from '../tls/revocation.js';
 
 /**
  * THE filter registry, in chain order. Add a filter with one import and one entry; the chain
@@ -43,4 +44,6 @@ export const FILTERS: readonly FilterFactory<any>[] = [
 export const EXTRA_RESOURCES: Record<string, Schema> = {
   // Principals flagged by the zone manager; read by the routing filter's adaptive detector.
   principals: principalsSchema,
+  // Certificates the zone manager revoked; enforced by the mTLS layer at each handshake.
+  revoked: revokedSchema,
 };

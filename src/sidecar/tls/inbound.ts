@@ -11,6 +11,7 @@ import { localReply, sendRawLocalReply } from '../local-reply.js';
 import { connectionOf } from '../listeners/connections.js';
 import { createServerTlsOptions, type InboundMode } from './options.js';
 import { refusalLogger } from './log-limit.js';
+import type { RevocationList } from './revocation.js';
 import { compilePortModes, modeOfConnection, portLabel, type ConnectionMode, type PortModes } from './port-modes.js';
 import type { WorkloadIdentity } from './workload-identity.js';
 
@@ -33,11 +34,13 @@ export interface InboundMtlsOptions {
   trustDomains?: readonly string[];
   metrics?: Registry;
   logger?: Logger;
+  /** Certificates the manager revoked: refused at the handshake, their open connections closed. */
+  revocation?: RevocationList;
 }
 
 export type RefusalReason =
   | 'no_client_cert' | 'expired' | 'not_yet_valid' | 'untrusted' | 'bad_identity' | 'foreign_trust_domain'
-  | 'protocol_version' | 'no_shared_cipher' | 'plaintext' | 'handshake_timeout' | 'handshake_error';
+  | 'protocol_version' | 'no_shared_cipher' | 'plaintext' | 'handshake_timeout' | 'handshake_error' | 'revoked';
 
 const peers = new WeakMap<Socket, PeerIdentity>();
 
@@ -132,6 +135,11 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
       return refuse(tls, 'bad_identity', (err as Error).message);
     }
     if (!domains.has(peer.trustDomain)) return refuse(tls, 'foreign_trust_domain', peer.spiffeId);
+    const revocation = opts.revocation;
+    if (revocation !== undefined) {
+      if (revocation.has(peerCert.serialNumber)) return refuse(tls, 'revoked', `${peer.spiffeId} certificate ${peerCert.serialNumber} is revoked`);
+      revocation.track(tls, peerCert.serialNumber);
+    }
     peers.set(tls, peer);
     m?.handshakes.inc({ direction: 'inbound', resumed: tls.isSessionReused() ? 'true' : 'false' });
     pass(tls, accepted.get((tls as TLSSocket & { _parent?: Socket })._parent!));

@@ -1,4 +1,4 @@
-import type { PeerCertificate } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { buildConnector } from 'undici';
 import { EtzError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -8,6 +8,7 @@ import { identityMetrics } from '../../identity/metrics.js';
 import { peerIdentityFromCert } from '../../identity/verify.js';
 import type { WorkloadIdentity } from './workload-identity.js';
 import { refusalLogger } from './log-limit.js';
+import type { RevocationList } from './revocation.js';
 
 /**
  * mTLS origination: the outbound side of a mesh hop. Each upstream pool gets a connector that
@@ -24,9 +25,11 @@ export interface MtlsOriginationOptions {
   trustDomains?: readonly string[];
   metrics?: Registry;
   logger?: Logger;
+  /** Certificates the manager revoked: an upstream presenting one is refused. */
+  revocation?: RevocationList;
 }
 
-export type UpstreamTlsReason = 'identity_mismatch' | 'foreign_trust_domain' | 'bad_identity' | 'expired' | 'not_yet_valid' | 'untrusted' | 'protocol_version' | 'handshake_error';
+export type UpstreamTlsReason = 'identity_mismatch' | 'foreign_trust_domain' | 'bad_identity' | 'expired' | 'not_yet_valid' | 'untrusted' | 'protocol_version' | 'handshake_error' | 'revoked';
 
 const CHAIN_CODES: Record<string, UpstreamTlsReason> = {
   CERT_HAS_EXPIRED: 'expired',
@@ -58,8 +61,10 @@ function tlsError(reason: UpstreamTlsReason, message: string, cause?: unknown): 
 }
 
 /** checkServerIdentity for a peer that must be `expected` (or, with no expectation, any ID in `domains`). */
-export function spiffeServerCheck(expected: string | undefined, domains: ReadonlySet<string>) {
+export function spiffeServerCheck(expected: string | undefined, domains: ReadonlySet<string>, revocation?: RevocationList) {
   return (_host: string, cert: PeerCertificate): Error | undefined => {
+    // Runs inside the handshake, so a revoked upstream never receives a request byte.
+    if (revocation?.has(cert.serialNumber)) return tlsError('revoked', `upstream certificate ${cert.serialNumber} is revoked`);
     let id;
     try {
       id = peerIdentityFromCert(cert);
@@ -91,13 +96,17 @@ export function createMtlsConnector(opts: MtlsOriginationOptions, expectedSpiffe
   const logger = opts.logger ?? nullLogger;
   const failures = opts.metrics ? identityMetrics(opts.metrics).handshakeFailures : undefined;
   const domains = new Set(opts.trustDomains ?? [identity.spiffeId.slice('spiffe://'.length).split('/')[0]!]);
-  const check = spiffeServerCheck(expectedSpiffeId, domains);
+  const revocation = opts.revocation;
+  const check = spiffeServerCheck(expectedSpiffeId, domains, revocation);
   const log = refusalLogger(logger, 'upstream mTLS refused');
-  let built: { key: string; connect: buildConnector.connector } | null = null;
+  let built: { key: string; generation: number; connect: buildConnector.connector } | null = null;
   return (options, callback) => {
-    if (built === null || built.key !== identity.key) {
+    // A new revocation list drops cached sessions too: a resumed session skips the peer check.
+    const generation = revocation?.generation ?? 0;
+    if (built === null || built.key !== identity.key || built.generation !== generation) {
       built = {
         key: identity.key,
+        generation,
         connect: buildConnector({
           timeout: base.timeout,
           noDelay: base.noDelay ?? true,
@@ -122,6 +131,19 @@ export function createMtlsConnector(opts: MtlsOriginationOptions, expectedSpiffe
         }
         callback(err, null);
         return;
+      }
+      if (revocation !== undefined) {
+        const serial = (socket as TLSSocket).getPeerCertificate?.().serialNumber;
+        // Also checked here: checkServerIdentity does not run on a resumed session.
+        if (revocation.has(serial)) {
+          socket!.destroy();
+          failures?.inc({ direction: 'outbound', reason: 'revoked' });
+          const e = tlsError('revoked', `upstream certificate ${serial} is revoked`);
+          log('revoked', { code: 'ETZ_ERR_UPSTREAM_TLS', upstream: `${options.hostname}:${options.port}`, expected: expectedSpiffeId, detail: e.message });
+          callback(e, null);
+          return;
+        }
+        revocation.track(socket!, serial);
       }
       callback(null, socket!);
     });

@@ -16,6 +16,7 @@ import { loadTlsMaterialFiles, watchTlsMaterialFiles } from './material.js';
 import { DEFAULT_TLS, type TlsSettings } from './options.js';
 import { createMtlsConnector, type ConnectBase } from './outbound.js';
 import { compilePortModes } from './port-modes.js';
+import { RevocationList } from './revocation.js';
 import { WorkloadIdentity } from './workload-identity.js';
 
 /**
@@ -28,6 +29,8 @@ import { WorkloadIdentity } from './workload-identity.js';
 export interface SidecarTls {
   readonly identity: WorkloadIdentity;
   readonly config: MeshTlsConfig;
+  /** The `revoked` resource in force; the engine sets it per config version. */
+  readonly revocation: RevocationList;
   serverFactory(direction: Direction, config: SidecarConfig): Server;
   transport(direction: Direction, config: SidecarConfig, resources: Readonly<Record<string, unknown>>): UpstreamTransport;
   close(): void;
@@ -126,6 +129,7 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
   }
   const trustDomains = [id.spiffeId.slice(9).split('/')[0]!, ...c.trustDomains];
   const plaintext = new Set(c.plaintextServices);
+  const revocation = new RevocationList();
 
   const transport: UpstreamTransport | null = c.originate
     ? {
@@ -136,7 +140,7 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
       connectOptions: () => ({}),
       connector: (_ep: Endpoint, cluster: Cluster, base: ConnectBase) => (plaintext.has(cluster.name)
         ? undefined
-        : createMtlsConnector({ identity: id, trustDomains, metrics: opts.registry, logger: opts.logger }, cluster.spiffeId, base)),
+        : createMtlsConnector({ identity: id, trustDomains, metrics: opts.registry, logger: opts.logger, revocation }, cluster.spiffeId, base)),
     }
     : null;
 
@@ -151,10 +155,11 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
   return {
     identity: id,
     config: c,
+    revocation,
     serverFactory(direction, sc) {
       const server = createListenerServer(direction, sc);
       if (direction === 'inbound' && portModes.needsTls) {
-        handles.push(attachInboundMtls(server, { mode: c.mode, portModes, identity: id, trustDomains, metrics: opts.registry, logger: opts.logger }));
+        handles.push(attachInboundMtls(server, { mode: c.mode, portModes, identity: id, trustDomains, metrics: opts.registry, logger: opts.logger, revocation }));
       }
       return server;
     },

@@ -1,0 +1,231 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
+import { createServer as createNetServer, connect as netConnect, type Server as NetServer, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { loadSidecarConfig } from '../../src/config/sidecar-schema.js';
+import { startManagedSidecar } from '../../src/sidecar/control/bootstrap.js';
+import { createRegistry, type Registry } from '../../src/core/metrics.js';
+import { nullLogger } from '../../src/core/logger.js';
+import { generateKeyAndCsr } from '../../src/identity/index.js';
+import { ManagerClient } from '../../src/manager/api-client.js';
+import { STREAM_PATH, WS_SUBPROTOCOL, normalizeSerial } from '../../src/protocol/messages.js';
+import { startTestManager, until } from './helpers.js';
+import { startUpstream } from '../sidecar/helpers.js';
+
+type TestManager = Awaited<ReturnType<typeof startTestManager>>;
+type Managed = Awaited<ReturnType<typeof startManagedSidecar>> & { registry: Registry; dir: string };
+
+/** A managed sidecar of `service`, enrolled with the manager at `m` through a real config file. */
+async function startPeer(m: { url: string; caFile: string; token: string }, service: string, appPort: number, registry: Record<string, unknown>): Promise<Managed> {
+  const dir = await mkdtemp(join(tmpdir(), `etz-revoke-${service}-`));
+  const file = join(dir, 'sidecar.json');
+  await writeFile(file, JSON.stringify({
+    service: { name: service, version: 'v1', instance: `${service}-0` },
+    inbound: { host: '127.0.0.1', port: 0, appPort },
+    outbound: { port: 0 },
+    admin: { enabled: false },
+    logging: { level: 'silent' },
+    registry,
+    manager: { url: m.url, caFile: m.caFile, bootstrapToken: m.token, dataDir: join(dir, 'data') },
+  }));
+  const config = await loadSidecarConfig(file);
+  assert.ok(config.manager);
+  const reg = createRegistry();
+  const s = await startManagedSidecar({ ...config, manager: config.manager }, { logger: nullLogger, registry: reg });
+  return Object.assign(s, { registry: reg, dir });
+}
+
+async function stopPeer(p: Managed | undefined): Promise<void> {
+  if (!p) return;
+  await p.close();
+  await rm(p.dir, { recursive: true, force: true });
+}
+
+/** A TCP relay on an ephemeral port whose target is set later (the registry is static config). */
+async function startRelay(): Promise<{ port: number; target: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const relay = { port: 0, target: 0, close: async () => {} };
+  const server: NetServer = createNetServer((down) => {
+    const up = netConnect(relay.target, '127.0.0.1');
+    for (const s of [down, up]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    }
+    down.pipe(up).pipe(down);
+    down.on('close', () => up.destroy());
+    up.on('close', () => down.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  relay.port = (server.address() as { port: number }).port;
+  relay.close = () => new Promise<void>((r) => {
+    for (const s of sockets) s.destroy();
+    server.close(() => r());
+  });
+  return relay;
+}
+
+async function failures(reg: Registry, direction: string, reason: string): Promise<number> {
+  const m = reg.getSingleMetric('etz_tls_handshake_failures_total');
+  if (!m) return 0;
+  const { values } = await m.get();
+  return values.filter((v) => v.labels.direction === direction && v.labels.reason === reason).reduce((a, v) => a + v.value, 0);
+}
+
+async function get(port: number, host: string): Promise<number> {
+  try {
+    const r = await request(`http://127.0.0.1:${port}/hello`, { headers: { host }, headersTimeout: 10_000, bodyTimeout: 10_000 });
+    await r.body.dump();
+    return r.statusCode;
+  } catch {
+    return 599;
+  }
+}
+
+/** The control-stream upgrade with a client certificate: the status the manager answers. */
+function streamUpgrade(url: string, ca: string, cert: string, key: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(new URL(STREAM_PATH, url), {
+      ca, cert, key, checkServerIdentity: () => undefined,
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-protocol': WS_SUBPROTOCOL },
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 101, body: '' });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('revoking a sidecar: stream closed, mTLS refused both ways, live connection closed, renewal and re-enrollment refused, audited; a malformed list is NACKed', async () => {
+  let t: TestManager | undefined;
+  let reviews: Managed | undefined;
+  let productpage: Managed | undefined;
+  const reviewsApp = await startUpstream((_q, res) => res.end('reviews'));
+  const ppApp = await startUpstream((_q, res) => res.end('productpage'));
+  const relay = await startRelay();
+  let kept: ReturnType<typeof tlsConnect> | undefined;
+  try {
+    t = await startTestManager();
+    const m = { url: t.manager.url, caFile: t.manager.caFile };
+    reviews = await startPeer({ ...m, token: await t.token({ service: 'reviews' }) }, 'reviews', reviewsApp.port, { productpage: { endpoints: [{ address: '127.0.0.1', port: relay.port }] } });
+    productpage = await startPeer({ ...m, token: await t.token({ service: 'productpage' }) }, 'productpage', ppApp.port, { reviews: { endpoints: [{ address: '127.0.0.1', port: reviews.sidecar.ports.inbound }] } });
+    relay.target = productpage.sidecar.ports.inbound;
+    await reviews.control.waitForVersion((v) => v > 0);
+    await productpage.control.waitForVersion((v) => v > 0);
+    const pp = productpage;
+    const rv = reviews;
+
+    // Before: traffic flows over mTLS in both directions.
+    assert.equal(await get(pp.sidecar.ports.outbound, 'reviews'), 200);
+    assert.equal(await get(rv.sidecar.ports.outbound, 'productpage'), 200);
+    const creds = rv.control.credentials!;
+    const serial = normalizeSerial(new X509Certificate(creds.certPem).serialNumber);
+    const before = t.manager.enrollment.get('reviews-0')!;
+    assert.ok(before.certs?.some((c) => c.serial === serial), 'the enrollment record lists the issued certificate');
+
+    // A keep-alive connection with reviews' certificate into productpage, open across the revocation.
+    kept = tlsConnect({ host: '127.0.0.1', port: pp.sidecar.ports.inbound, cert: creds.certPem, key: creds.keyPem, ca: creds.trustBundlePem, checkServerIdentity: () => undefined, ALPNProtocols: ['http/1.1'] });
+    const keptSock = kept;
+    const keptClosed = new Promise<void>((r) => keptSock.once('close', () => r()));
+    keptSock.on('error', () => {});
+    const firstReply = await new Promise<string>((resolve) => {
+      let buf = '';
+      keptSock.on('data', (c: Buffer) => {
+        buf += c.toString();
+        if (buf.includes('\r\n\r\n')) resolve(buf);
+      });
+      keptSock.write('GET /kept HTTP/1.1\r\nHost: productpage\r\n\r\n');
+    });
+    assert.match(firstReply, /^HTTP\/1\.1 200/);
+
+    const closedStream = new Promise<[number, string]>((r) => rv.control.once('disconnected', (code: number, reason: string) => r([code, reason])));
+    const ppFailIn = await failures(pp.registry, 'inbound', 'revoked');
+    const ppFailOut = await failures(pp.registry, 'outbound', 'revoked');
+
+    const res = await t.admin.call<{ revoked: string; certificates: Array<{ serial: string }>; streamsClosed: number; configVersion: number }>('DELETE', '/v1/sidecars/reviews-0', { reason: 'compromised: reverse shell seen' });
+    assert.equal(res.revoked, 'reviews-0');
+    assert.ok(res.certificates.some((c) => c.serial === serial));
+    assert.equal(res.streamsClosed, 1);
+
+    // (a) its control stream is closed with the revocation code and reason.
+    const [code, reason] = await closedStream;
+    assert.equal(code, 4011);
+    assert.match(reason, /revoked: compromised/);
+
+    // (c) the other sidecar receives the list; the live connection from the revoked peer is closed.
+    await pp.control.waitForVersion((v) => v >= res.configVersion);
+    await keptClosed;
+
+    // (2) both directions refused at the handshake, counted with reason "revoked".
+    assert.ok((await get(pp.sidecar.ports.outbound, 'reviews')) >= 500, 'productpage → revoked reviews fails');
+    await until(async () => (await failures(pp.registry, 'outbound', 'revoked')) > ppFailOut, 5000, 'outbound refusal counted');
+    assert.ok((await get(rv.sidecar.ports.outbound, 'productpage')) >= 500, 'revoked reviews → productpage fails');
+    await until(async () => (await failures(pp.registry, 'inbound', 'revoked')) > ppFailIn, 5000, 'inbound refusal counted');
+    const appSeen = ppApp.seen.length;
+    assert.ok((await get(rv.sidecar.ports.outbound, 'productpage')) >= 500);
+    assert.equal(ppApp.seen.length, appSeen, 'no request from the revoked peer reached the application');
+
+    // Reconnection refused (403 with the code), renewal and re-enrollment refused.
+    const up = await streamUpgrade(t.manager.url, t.caPem, creds.certPem, creds.keyPem);
+    assert.equal(up.status, 403);
+    assert.match(up.body, /ETZ_ERR_IDENTITY_REVOKED/);
+    const { csrPem } = await generateKeyAndCsr(before.spiffeId);
+    await assert.rejects(t.manager.enrollment.renew(before, csrPem, 'workload'), (e: { code?: string }) => e.code === 'ETZ_ERR_IDENTITY_REVOKED');
+    const tok = await t.token({ service: 'reviews' });
+    const bootstrap = new ManagerClient({ url: t.manager.url, ca: t.caPem, token: tok });
+    await assert.rejects(
+      bootstrap.call('POST', '/v1/enroll', { csr: csrPem, service: 'reviews', instance: 'reviews-0' }),
+      (e: { code?: string; message: string }) => e.code === 'ETZ_ERR_IDENTITY_REVOKED' && /403/.test(e.message),
+    );
+    // A second revocation says so; an unknown instance is 404.
+    await assert.rejects(t.admin.call('DELETE', '/v1/sidecars/reviews-0', { reason: 'again' }), (e: { code?: string }) => e.code === 'ETZ_ERR_IDENTITY_REVOKED');
+    await assert.rejects(t.admin.call('DELETE', '/v1/sidecars/nobody', { reason: 'x' }), (e: { code?: string }) => e.code === 'ETZ_ERR_NOT_FOUND');
+    await assert.rejects(t.admin.call('DELETE', '/v1/sidecars/productpage-0', {}), (e: { code?: string }) => e.code === 'ETZ_ERR_INVALID_INPUT');
+
+    // Audited with actor and reason; listed.
+    const audit = await t.admin.call<{ entries: Array<{ action: string; actor: string; reason?: string; target?: string; details?: { serials?: string[] } }> }>('GET', '/v1/audit?action=sidecar.revoke');
+    const entry = audit.entries.find((e) => e.target === 'reviews/reviews-0');
+    assert.ok(entry);
+    assert.equal(entry.reason, 'compromised: reverse shell seen');
+    assert.ok(entry.actor.length > 0 && entry.actor !== 'anonymous');
+    assert.ok(entry.details?.serials?.includes(serial));
+    const list = await t.admin.call<{ items: Array<{ instance: string; certs: Array<{ serial: string }> }> }>('GET', '/v1/revocations');
+    assert.deepEqual(list.items.map((i) => i.instance), ['reviews-0']);
+    const sidecars = await t.admin.call<{ items: Array<{ instance: string }> }>('GET', '/v1/sidecars');
+    assert.deepEqual(sidecars.items.map((s) => s.instance), ['productpage-0']);
+
+    // A malformed list is NACKed; the previous list stays in force.
+    const v = pp.control.version;
+    const nacked = new Promise<string>((r) => pp.control.once('nacked', (_v: number, err: string) => r(err)));
+    t.manager.publish('mesh', 'revoked', [{ serial: 'not a serial', notAfter: 1 }]);
+    assert.match(await nacked, /revoked/);
+    assert.equal(pp.control.version, v);
+    const outBefore = await failures(pp.registry, 'outbound', 'revoked');
+    assert.ok((await get(pp.sidecar.ports.outbound, 'reviews')) >= 500);
+    assert.ok((await failures(pp.registry, 'outbound', 'revoked')) > outBefore, 'the previous list still refuses');
+    t.manager.revocations.publish();
+    await pp.control.waitForVersion((x) => x > v);
+  } finally {
+    kept?.destroy();
+    await stopPeer(reviews);
+    await stopPeer(productpage);
+    await t?.close();
+    await relay.close();
+    await reviewsApp.close();
+    await ppApp.close();
+  }
+});
