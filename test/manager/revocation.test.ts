@@ -74,6 +74,8 @@ test('revoking a sidecar: stream closed, mTLS refused both ways, live connection
     // (2) both directions refused at the handshake, counted with reason "revoked".
     assert.ok((await get(pp.sidecar.ports.outbound, 'reviews')) >= 500, 'productpage → revoked reviews fails');
     await until(async () => (await failures(pp.registry, 'outbound', 'revoked')) > ppFailOut, 5000, 'outbound refusal counted');
+    // The revoked side sees the abandoned handshake at once, not after its handshake timeout (10 s).
+    await until(async () => (await failures(rv.registry, 'inbound', 'handshake_error')) > 0, 5000, 'abandoned handshake closed by the refused side');
     assert.ok((await get(rv.sidecar.ports.outbound, 'productpage')) >= 500, 'revoked reviews → productpage fails');
     await until(async () => (await failures(pp.registry, 'inbound', 'revoked')) > ppFailIn, 5000, 'inbound refusal counted');
     const appSeen = ppApp.seen.length;

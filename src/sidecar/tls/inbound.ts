@@ -157,6 +157,10 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
       // Tracked until closed (handshaking or not), so close() can drop what never reached HTTP.
       pending.add(raw);
       raw.once('close', () => pending.delete(raw));
+      // The HTTP listener accepts sockets half-open; a client that gives up during the handshake
+      // (e.g. it refused this side's certificate) sends a FIN that would otherwise leave the socket
+      // waiting for the handshake timeout. Once secure, the TLS socket handles EOF itself.
+      raw.allowHalfOpen = false;
       tlsServer.emit('connection', raw);
     } else if (cm.mode === 'PERMISSIVE') {
       pass(raw, cm);
