@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   intel: () => import('./intel/index.js'),
   'control-plane': () => import('./control-plane/index.js'),
   'port-level': () => import('./port-level/index.js'),
+  revocation: () => import('./revocation/index.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);
