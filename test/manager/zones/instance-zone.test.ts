@@ -1,8 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import type { Sidecar } from '../../../src/sidecar/sidecar.js';
 import { startSidecar, startUpstream, type Upstream } from '../../sidecar/helpers.js';
+import { call as send } from '../../sidecar/traffic-fixtures.js';
 import { compileZoneResources } from '../../../src/manager/zones/compile.js';
 import { RiskEngine, resolveEngineConfig } from '../../../src/manager/risk/index.js';
 
@@ -11,17 +11,7 @@ import { RiskEngine, resolveEngineConfig } from '../../../src/manager/risk/index
 // it to the siblings (also when the route's split picks the contained version), so the caller
 // sees no error.
 
-function call(port: number, path: string, host: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'GET', headers: { host }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const call = (port: number, path: string, host: string) => send(port, host, { path });
 
 const T = Date.UTC(2026, 10, 21, 10);
 
