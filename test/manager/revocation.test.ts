@@ -54,6 +54,7 @@ test('revoking a sidecar: stream closed, mTLS refused both ways, live connection
     assert.match(firstReply, /^HTTP\/1\.1 200/);
 
     const closedStream = new Promise<[number, string]>((r) => rv.control.once('disconnected', (code: number, reason: string) => r([code, reason])));
+    const gaveUp = new Promise<string>((r) => rv.control.once('revoked', (reason: string) => r(reason)));
     const ppFailIn = await failures(pp.registry, 'inbound', 'revoked');
     const ppFailOut = await failures(pp.registry, 'outbound', 'revoked');
 
@@ -66,6 +67,11 @@ test('revoking a sidecar: stream closed, mTLS refused both ways, live connection
     const [code, reason] = await closedStream;
     assert.equal(code, 4011);
     assert.match(reason, /revoked: compromised/);
+    // The revoked sidecar's control client stops reconnecting: each attempt would be refused and audited.
+    assert.match(await gaveUp, /revoked: compromised/);
+    const reconnects = rv.control.stats.reconnects;
+    let attempts = 0;
+    rv.control.on('error', () => attempts++);
 
     // (c) the other sidecar receives the list; the live connection from the revoked peer is closed.
     await pp.control.waitForVersion((v) => v >= res.configVersion);
@@ -82,6 +88,8 @@ test('revoking a sidecar: stream closed, mTLS refused both ways, live connection
     assert.ok((await get(rv.sidecar.ports.outbound, 'productpage')) >= 500);
     assert.equal(ppApp.seen.length, appSeen, 'no request from the revoked peer reached the application');
 
+    assert.equal(rv.control.stats.reconnects, reconnects, 'no reconnection after the revocation');
+    assert.equal(attempts, 0, 'no failed reconnection attempt after the revocation');
     // Reconnection refused (403 with the code), renewal and re-enrollment refused.
     const up = await streamUpgrade(t.manager.url, t.caPem, creds.certPem, creds.keyPem);
     assert.equal(up.status, 403);

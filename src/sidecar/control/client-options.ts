@@ -42,6 +42,8 @@ export interface ControlClientEvents {
   enrolled: [spiffeId: string];
   renewed: [expiresAt: number];
   error: [err: Error];
+  /** The manager revoked this sidecar's identity; the client stops reconnecting. */
+  revoked: [reason: string];
 }
 
 /** Full jitter: after a manager restart, a thousand sidecars must not reconnect in lockstep. */

@@ -3,7 +3,7 @@ import { WebSocket } from 'ws';
 import { nullLogger, type Logger } from '../../core/logger.js';
 import { createRegistry } from '../../core/metrics.js';
 import {
-  PROTOCOL_VERSION, STREAM_PATH, WS_SUBPROTOCOL, emptyResources, encode, parseManagerMessage,
+  CLOSE, PROTOCOL_VERSION, STREAM_PATH, WS_SUBPROTOCOL, emptyResources, encode, parseManagerMessage,
   type DeltaMsg, type ManagerMessage, type Resources, type SidecarMessage, type SnapshotMsg,
 } from '../../protocol/messages.js';
 import { checkManagerIdentity } from '../../protocol/server-identity.js';
@@ -97,6 +97,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   private appliedAt = 0;
   private attempt = 0;
   private closed = false;
+  /** The manager revoked this sidecar's identity: reconnecting can only be refused (and audited) again. */
+  private revoked = false;
   private connected_ = false;
   private work: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | undefined;
@@ -192,7 +194,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   }
 
   private scheduleRetry(): void {
-    if (this.closed || this.retryTimer) return;
+    if (this.closed || this.revoked || this.retryTimer) return;
     const delay = backoffDelay(this.attempt, this.o);
     this.attempt++;
     this.retryTimer = setTimeout(() => {
@@ -222,6 +224,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     });
     this.ws = ws;
     ws.on('unexpected-response', (_req, res) => {
+      if (res.statusCode === 403) this.onRevoked('the manager refuses this sidecar\'s revoked certificate');
       // 401: the manager no longer knows this certificate (re-enrolled elsewhere, data lost):
       // forget it, so the next attempt enrolls again if a token is configured.
       if (res.statusCode === 401) {
@@ -264,8 +267,18 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       this.connected_ = false;
       this.g.connected.set(0);
       if (was) this.emit('disconnected', code, reason.toString());
+      if (code === CLOSE.REVOKED) this.onRevoked(reason.toString());
       this.scheduleRetry();
     });
+  }
+
+  private onRevoked(reason: string): void {
+    if (this.revoked) return;
+    this.revoked = true;
+    // Fail static still holds for the data plane; only the control stream gives up, since every
+    // attempt would be refused and audited until an operator gives this workload a new identity.
+    this.logger.error({ reason }, 'this sidecar\'s identity was revoked by the zone manager; no longer reconnecting');
+    this.emit('revoked', reason);
   }
 
   private startHeartbeat(): void {
