@@ -1,4 +1,5 @@
-import type { ResourceType, ResourceValue } from '../protocol/messages.js';
+import { EtzError } from '../core/errors.js';
+import { peerAuthenticationError, type ResourceType, type ResourceValue } from '../protocol/messages.js';
 import type { ConfigHub } from './pubsub/hub.js';
 import { COLL, type Store } from './store/store.js';
 
@@ -15,6 +16,12 @@ export class ResourceService {
   }
 
   async set(topic: string, type: ResourceType, items: ResourceValue): Promise<void> {
+    // Checked here, not only by the sidecars: a value every sidecar would NACK is refused up front
+    // (400) instead of being stored and pushed. An empty list clears it.
+    if (type === 'peerAuthentication' && !(Array.isArray(items) && items.length === 0)) {
+      const why = peerAuthenticationError(items);
+      if (why !== undefined) throw new EtzError('ETZ_ERR_INVALID_INPUT', `peerAuthentication${why.startsWith('/:') ? why.slice(1) : why}`);
+    }
     const key = `${topic}|${type}`;
     if (Array.isArray(items) && items.length === 0) await this.store.delete(COLL.resources, key);
     else await this.store.put(COLL.resources, key, items);

@@ -18,18 +18,18 @@ export const WS_SUBPROTOCOL = 'etz.v1';
 export const STREAM_PATH = '/v1/stream';
 export const ENROLL_PATH = '/v1/enroll';
 
-export const RESOURCE_TYPES = ['policies', 'zones', 'routes', 'rateLimits', 'intel', 'principals', 'trustBundle', 'revoked'] as const;
+export const RESOURCE_TYPES = ['policies', 'zones', 'routes', 'rateLimits', 'intel', 'principals', 'trustBundle', 'revoked', 'peerAuthentication'] as const;
 export type ResourceType = (typeof RESOURCE_TYPES)[number];
 /**
  * Types a snapshot may leave out (added after protocol 1 shipped): a snapshot from a manager that
  * predates them still validates, and the sidecar reads a missing one as "none".
  */
-export const OPTIONAL_RESOURCE_TYPES: readonly ResourceType[] = ['revoked'];
+export const OPTIONAL_RESOURCE_TYPES: readonly ResourceType[] = ['revoked', 'peerAuthentication'];
 
 /**
  * The whole config a sidecar enforces. Each type is a JSON list (policies, routes, trustBundle:
  * PEM strings; revoked: { serial, notAfter } of revoked certificates) or a JSON object (zones:
- * { zones }, principals: { flagged }); the sidecar validates
+ * { zones }, principals: { flagged }, peerAuthentication: { mode?, portLevel? }); the sidecar validates
  * their inner shape when it applies them. An empty list means "none of this type".
  */
 export type ResourceValue = unknown[] | Record<string, unknown>;
@@ -51,7 +51,47 @@ export function normalizeSerial(serial: string): string {
 }
 
 export function emptyResources(): Resources {
-  return { policies: [], zones: [], routes: [], rateLimits: [], intel: [], principals: [], trustBundle: [], revoked: [] };
+  return { policies: [], zones: [], routes: [], rateLimits: [], intel: [], principals: [], trustBundle: [], revoked: [], peerAuthentication: [] };
+}
+
+/**
+ * The `peerAuthentication` resource: inbound mTLS modes set by the operator at the zone manager
+ * (Istio's PeerAuthentication `mtls.mode` + `portLevelMtls`). Each field present replaces the
+ * sidecar's local `tls.mode` / `tls.portLevel` as a whole; an absent resource (an empty list on
+ * the wire) leaves the local ones in force.
+ */
+export type InboundMtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+export interface PeerAuthentication {
+  mode?: InboundMtlsMode;
+  portLevel?: Record<string, InboundMtlsMode>;
+}
+const MTLS_MODES = ['STRICT', 'PERMISSIVE', 'DISABLE'];
+export const peerAuthenticationSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    mode: { enum: MTLS_MODES },
+    // Port keys are range-checked by peerAuthenticationError / compilePortModes, which name the key.
+    portLevel: { type: 'object', maxProperties: 1024, additionalProperties: { enum: MTLS_MODES } },
+  },
+};
+
+/**
+ * Why a `peerAuthentication` value is not acceptable ("/field: reason"), or undefined when it is.
+ * The manager refuses such a value at the API; the sidecar checks again and NACKs it.
+ */
+export function peerAuthenticationError(value: unknown): string | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return '/: must be an object { mode?, portLevel? }';
+  const v = value as Record<string, unknown>;
+  for (const k of Object.keys(v)) if (k !== 'mode' && k !== 'portLevel') return `/${k}: is not a field (known: mode, portLevel)`;
+  if (v.mode !== undefined && !MTLS_MODES.includes(v.mode as string)) return `/mode: must be one of ${MTLS_MODES.map((m) => JSON.stringify(m)).join(', ')}`;
+  if (v.portLevel === undefined) return undefined;
+  if (v.portLevel === null || typeof v.portLevel !== 'object' || Array.isArray(v.portLevel)) return '/portLevel: must be an object { "<port>": mode }';
+  for (const [port, mode] of Object.entries(v.portLevel)) {
+    if (!/^[1-9][0-9]{0,4}$/.test(port) || Number(port) > 65535) return `/portLevel/${port}: is not a port: port-level modes are keyed by a port number 1-65535`;
+    if (!MTLS_MODES.includes(mode as string)) return `/portLevel/${port}: must be one of ${MTLS_MODES.map((m) => JSON.stringify(m)).join(', ')}`;
+  }
+  return undefined;
 }
 
 /** WebSocket close codes the manager uses (4000–4999 is the application range). */

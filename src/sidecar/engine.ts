@@ -20,6 +20,8 @@ import { closeInstance } from './routing/instance-state.js';
 import type { WorkloadIdentity } from './tls/workload-identity.js';
 import { compileRevoked } from './tls/revocation.js';
 import type { RevokedCert } from '../protocol/messages.js';
+import { describePortModes, localInboundModes, peerAuthenticationSchema, resolvePortModes } from './tls/peer-authentication.js';
+import type { PortModes } from './tls/port-modes.js';
 
 /**
  * The sidecar's private engine: owns the listeners, compiles a chain per listener per config
@@ -75,6 +77,7 @@ export class SidecarEngine {
   #closing: Promise<void> | undefined;
   #tls: SidecarTls | null = null;
   #applying: Promise<void> = Promise.resolve();
+  #modesInForce = '';
 
   private constructor(config: SidecarConfig, opts: SidecarOptions) {
     this.config = config;
@@ -83,7 +86,8 @@ export class SidecarEngine {
     this.registry = opts.registry ?? createRegistry({ defaultMetrics: true });
     this.metrics = sidecarMetrics(this.registry);
     this.#filters = opts.filters ?? FILTERS;
-    this.#extra = opts.extraResources ?? EXTRA_RESOURCES;
+    // Inbound mTLS modes pushed by the manager are the TLS layer's, not a filter's.
+    this.#extra = { peerAuthentication: peerAuthenticationSchema, ...(opts.extraResources ?? EXTRA_RESOURCES) };
   }
 
   static async start(input: unknown, opts: SidecarOptions = {}): Promise<SidecarEngine> {
@@ -145,9 +149,26 @@ export class SidecarEngine {
     }
   }
 
+  /** The inbound modes a version asks for; throws ConfigError (→ NACK) before anything is swapped. */
+  #portModes(resources: Record<string, unknown>, source: string): PortModes {
+    return resolvePortModes(localInboundModes(this.config), resources.peerAuthentication, source, this.#tls !== null);
+  }
+
+  #setPortModes(modes: PortModes, version: number): void {
+    this.#tls?.setPortModes(modes);
+    const text = describePortModes(modes);
+    if (text === this.#modesInForce) return;
+    const first = this.#modesInForce === '';
+    this.#modesInForce = text;
+    if (!first) this.logger.warn({ version, modes: text }, 'inbound mTLS modes changed; new connections get them, open ones keep theirs');
+  }
+
   async #listen(): Promise<void> {
     const c = this.config;
-    const resources = validateResources(c.resources, this.#filters, this.#extra, this.#opts.source ?? '(sidecar config)');
+    const source = this.#opts.source ?? '(sidecar config)';
+    const resources = validateResources(c.resources, this.#filters, this.#extra, source);
+    const portModes = this.#portModes(resources, source);
+    this.#tls?.setPortModes(portModes);
     for (const direction of DIRECTIONS) {
       const lc = c[direction];
       if (!lc.enabled) continue;
@@ -168,6 +189,7 @@ export class SidecarEngine {
     }
     this.#resources = resources;
     this.#tls?.revocation.set(compileRevoked(resources.revoked as RevokedCert[] | undefined));
+    this.#setPortModes(portModes, 0);
     if (c.admin.enabled) {
       const admin = createAdminServer({
         ready: () => this.#ready,
@@ -202,6 +224,7 @@ export class SidecarEngine {
     if (this.#closing) throw new Error('sidecar is closing');
     const validated = validateResources(resources, this.#filters, this.#extra, `resources v${version}`);
     const revoked = compileRevoked(validated.revoked as RevokedCert[] | undefined);
+    const portModes = this.#portModes(validated, `resources v${version}`);
     const built: { slot: ListenerSlot; chain: CompiledChain; connector: UpstreamConnector }[] = [];
     try {
       for (const slot of this.#slots) {
@@ -223,6 +246,7 @@ export class SidecarEngine {
     }
     // After the chains: a version that revokes a peer also closes its open connections.
     const revokedClosed = this.#tls?.revocation.set(revoked) ?? 0;
+    this.#setPortModes(portModes, version);
     if (revokedClosed > 0) this.logger.warn({ version, closedConnections: revokedClosed, revoked: revoked.size }, 'connections of revoked peers closed');
     this.#version = version;
     this.#resources = validated;

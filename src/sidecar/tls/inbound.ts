@@ -36,6 +36,11 @@ export interface InboundMtlsOptions {
   logger?: Logger;
   /** Certificates the manager revoked: refused at the handshake, their open connections closed. */
   revocation?: RevocationList;
+  /**
+   * Install the guard even when no port needs mTLS now: the modes may be replaced later
+   * (setPortModes, the pushed `peerAuthentication` resource) by ones that do.
+   */
+  live?: boolean;
 }
 
 export type RefusalReason =
@@ -54,8 +59,11 @@ type Marked = Socket & { [kPassed]?: true };
 
 export interface InboundMtlsHandle {
   readonly mode: InboundMode;
+  /** The modes new connections get. */
   readonly portModes: PortModes;
   readonly tlsServer: TlsServer | null;
+  /** Modes for connections accepted from now on; open ones keep the mode they were accepted under. */
+  setPortModes(modes: PortModes): void;
   /** Detach from the identity's rotations and drop pending handshakes. */
   close(): void;
 }
@@ -81,8 +89,8 @@ function handshakeReason(err: Error & { code?: string }): RefusalReason {
 /** Installs the guard on `server` (call before it listens). DISABLE on every port installs nothing. */
 export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions): InboundMtlsHandle {
   const { mode, identity } = opts;
-  const modes = opts.portModes ?? compilePortModes(mode, undefined, '(inbound)');
-  if (!modes.needsTls) return { mode, portModes: modes, tlsServer: null, close() {} };
+  let modes = opts.portModes ?? compilePortModes(mode, undefined, '(inbound)');
+  if (!modes.needsTls && opts.live !== true) return { mode, portModes: modes, tlsServer: null, setPortModes() {}, close() {} };
   const logger = opts.logger ?? nullLogger;
   const m = opts.metrics ? identityMetrics(opts.metrics) : undefined;
   const failures = m?.handshakeFailures;
@@ -102,7 +110,7 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
     const cm = accepted.get(socket) ?? accepted.get((socket as Socket & { _parent?: Socket })._parent!);
     return cm === undefined
       ? { direction: 'inbound', reason }
-      : { direction: 'inbound', reason, mode: cm.mode, port: portLabel(modes, cm.port) };
+      : { direction: 'inbound', reason, mode: cm.mode, port: portLabel(cm.modes, cm.port) };
   };
   identity.on('rotate', onRotate);
 
@@ -220,5 +228,15 @@ export function attachInboundMtls(server: HttpServer, opts: InboundMtlsOptions):
     pending.clear();
   };
   server.once('close', close);
-  return { mode, portModes: modes, tlsServer, close };
+  return {
+    mode,
+    get portModes() {
+      return modes;
+    },
+    tlsServer,
+    setPortModes(next) {
+      modes = next;
+    },
+    close,
+  };
 }

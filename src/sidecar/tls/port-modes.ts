@@ -53,14 +53,16 @@ export interface ConnectionMode {
   port: number;
   /** Looked up only when there are overrides; undefined means not looked up. */
   originalDst?: { address: string; port: number } | null;
+  /** The modes in force when the connection was accepted (a pushed version may replace them later). */
+  modes: PortModes;
 }
 
 /** The mode in force for a freshly accepted connection. */
 export function modeOfConnection(modes: PortModes, socket: Socket): ConnectionMode {
-  if (modes.byPort.size === 0) return { mode: modes.workload, port: socket.localPort ?? 0 };
+  if (modes.byPort.size === 0) return { mode: modes.workload, port: socket.localPort ?? 0, modes };
   const originalDst = getOriginalDst(socket);
   const port = originalDst?.port ?? socket.localPort ?? 0;
-  return { mode: modes.byPort.get(port) ?? modes.workload, port, originalDst };
+  return { mode: modes.byPort.get(port) ?? modes.workload, port, originalDst, modes };
 }
 
 /**

@@ -15,7 +15,8 @@ import { attachInboundMtls } from './inbound.js';
 import { loadTlsMaterialFiles, watchTlsMaterialFiles } from './material.js';
 import { DEFAULT_TLS, type TlsSettings } from './options.js';
 import { createMtlsConnector, type ConnectBase } from './outbound.js';
-import { compilePortModes } from './port-modes.js';
+import { compilePortModes, type PortModes } from './port-modes.js';
+import type { InboundMtlsHandle } from './inbound.js';
 import { RevocationList } from './revocation.js';
 import { WorkloadIdentity } from './workload-identity.js';
 
@@ -31,6 +32,11 @@ export interface SidecarTls {
   readonly config: MeshTlsConfig;
   /** The `revoked` resource in force; the engine sets it per config version. */
   readonly revocation: RevocationList;
+  /**
+   * Put inbound modes in force for new connections (the engine, per config version, from the
+   * pushed `peerAuthentication` merged over the file's); open connections keep theirs.
+   */
+  setPortModes(modes: PortModes): void;
   serverFactory(direction: Direction, config: SidecarConfig): Server;
   transport(direction: Direction, config: SidecarConfig, resources: Readonly<Record<string, unknown>>): UpstreamTransport;
   close(): void;
@@ -130,6 +136,8 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
   const trustDomains = [id.spiffeId.slice(9).split('/')[0]!, ...c.trustDomains];
   const plaintext = new Set(c.plaintextServices);
   const revocation = new RevocationList();
+  let currentModes = portModes;
+  const guards: InboundMtlsHandle[] = [];
 
   const transport: UpstreamTransport | null = c.originate
     ? {
@@ -156,10 +164,18 @@ export async function setupSidecarTls(config: SidecarConfig, opts: SidecarTlsOpt
     identity: id,
     config: c,
     revocation,
+    setPortModes(modes) {
+      currentModes = modes;
+      for (const g of guards) g.setPortModes(modes);
+    },
     serverFactory(direction, sc) {
       const server = createListenerServer(direction, sc);
-      if (direction === 'inbound' && portModes.needsTls) {
-        handles.push(attachInboundMtls(server, { mode: c.mode, portModes, identity: id, trustDomains, metrics: opts.registry, logger: opts.logger, revocation }));
+      if (direction === 'inbound') {
+        // Installed even when every port is DISABLE now (a per-connection map lookup at most):
+        // a pushed version may turn mTLS on without a restart.
+        const guard = attachInboundMtls(server, { mode: c.mode, portModes: currentModes, identity: id, trustDomains, metrics: opts.registry, logger: opts.logger, revocation, live: true });
+        guards.push(guard);
+        handles.push(guard);
       }
       return server;
     },
