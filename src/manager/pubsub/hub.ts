@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import {
+  OPTIONAL_RESOURCE_TYPES,
   RESOURCE_TYPES,
   topicsFor,
   type ManagerMessage,
@@ -385,6 +386,9 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     const parts: string[] = [];
     for (const type of RESOURCE_TYPES) {
       if (!full && this.typeVersion(sub, type) <= sub.ackedVersion) continue;
+      // An unset optional type is left out of snapshots (absent means empty to the sidecar), so a
+      // sidecar that predates the type keeps accepting snapshots until an operator first uses it.
+      if (full && OPTIONAL_RESOURCE_TYPES.includes(type) && !this.contributes(sub, type)) continue;
       parts.push(`"${type}":${this.encoded(sub, type, cycle)}`);
     }
     const head = full
@@ -413,6 +417,10 @@ export class ConfigHub extends EventEmitter<HubEvents> {
   /** Which topics contribute to a type for this subscriber: equal keys, equal content. */
   private contentKey(sub: Sub, type: ResourceType): string {
     return `${type}:${sub.topics.map((t) => { const v = this.topics.get(t)?.resources[type]; return v !== undefined && !isEmpty(v) ? t : ''; }).join(',')}`;
+  }
+
+  private contributes(sub: Sub, type: ResourceType): boolean {
+    return sub.topics.some((t) => { const v = this.topics.get(t)?.resources[type]; return v !== undefined && !isEmpty(v); });
   }
 
   private encoded(sub: Sub, type: ResourceType, cycle: Cycle): string {

@@ -284,3 +284,26 @@ test('rollouts: a later ACK brings every earlier open change into force, newest 
   assert.deepEqual(hub.listRollouts().map((r) => [r.version, r.inForce]), [[v5, true], [v4, true]]);
   hub.close();
 });
+
+test('snapshots leave out optional resource types nobody set, so sidecars that predate them keep accepting snapshots', () => {
+  const hub = new ConfigHub({ debounceMs: 0 });
+  hub.set('mesh', 'policies', [{ p: 1 }]);
+  const a = sub('reviews', 'reviews-0');
+  hub.subscribe(a, 0);
+  const snap = last(a);
+  assert.equal(snap.type, 'snapshot');
+  const keys = Object.keys(snap.resources);
+  assert.ok(keys.includes('policies') && keys.includes('zones'), 'required types are always present');
+  assert.ok(!keys.includes('revoked') && !keys.includes('peerAuthentication'), `unset optional types left out: ${keys}`);
+  hub.ack('reviews-0', snap.version, snap.nonce);
+  // Once set, the type travels in deltas and in the next full snapshot.
+  hub.set('mesh', 'revoked', [{ serial: 'AB12', notAfter: Date.now() + 60_000 }]);
+  const d = last(a);
+  assert.deepEqual(d.type === 'delta' && Object.keys(d.resources), ['revoked']);
+  const b = sub('reviews', 'reviews-1');
+  hub.subscribe(b, 0);
+  const snapB = last(b);
+  assert.deepEqual(snapB.type === 'snapshot' && snapB.resources.revoked, [{ serial: 'AB12', notAfter: (d.type === 'delta' && (d.resources.revoked as { notAfter: number }[])[0]!.notAfter) }]);
+  assert.ok(!Object.keys(snapB.resources).includes('peerAuthentication'));
+  hub.close();
+});
