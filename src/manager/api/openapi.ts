@@ -28,7 +28,7 @@ const DOCS: Record<string, { summary: string; body?: string; query?: string[] }>
   'POST /v1/zones/{id}/extend': { summary: 'Push a zone\'s expiry further: { ttl: "30m", reason }.', body: 'Extend' },
   'POST /v1/zones/{id}/pin': { summary: 'Pin (or unpin with { pinned: false }) a zone: automation leaves it alone.', body: 'Pin' },
   'GET /v1/resources/{type}': { summary: 'Operator-set resources of one type on a topic (?topic=mesh|service/NAME|instance/NAME).', query: ['topic'] },
-  'PUT /v1/resources/{type}': { summary: 'Replace the resources of one type on a topic ({ items: [...] }).', body: 'Resources', query: ['topic'] },
+  'PUT /v1/resources/{type}': { summary: 'Replace the resources of one type on a topic ({ items: [...] }). For peerAuthentication, items is { mode?, portLevel? }: inbound mTLS modes that sidecars apply to new connections without restart. `revoked` is refused: DELETE /v1/sidecars/{instance} sets it.', body: 'Resources', query: ['topic'] },
   'GET /v1/rollouts': { summary: 'Recent config changes with rollout counts (acked, nacked, pending) and whether in force.', query: ['limit'] },
   'GET /v1/rollouts/{version}': { summary: 'One change: the state of every targeted sidecar.' },
   'GET /v1/audit': { summary: 'Audit log, newest first; page with ?before=<seq>&limit=N; filter ?action=prefix.', query: ['limit', 'before', 'action'] },
