@@ -10,6 +10,7 @@ import {
   type Resources,
 } from '../../protocol/messages.js';
 import { RolloutTracker, type Rollout } from './rollout.js';
+import { TopicTable } from './topics.js';
 
 /**
  * Config distribution, after xDS state-of-the-world per resource type.
@@ -61,11 +62,6 @@ export interface HubOptions {
   now?: () => number;
 }
 
-interface TopicState {
-  resources: Partial<Resources>;
-  versions: Partial<Record<ResourceType, number>>;
-}
-
 /** What one publish cycle shares between subscribers (see push). */
 interface Cycle {
   nonce?: string;
@@ -107,7 +103,7 @@ export interface HubEvents {
 }
 
 export class ConfigHub extends EventEmitter<HubEvents> {
-  private readonly topics = new Map<string, TopicState>();
+  private readonly topics: TopicTable;
   private readonly subs = new Map<string, Sub>();
   private readonly debounceMs: number;
   private readonly maxBuffered: number;
@@ -131,9 +127,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     // Genesis: every mesh type is "changed" at start, so a sidecar resuming from a previous
     // manager incarnation always gets a fresh snapshot rather than trusting stale state.
     this.version = this.now();
-    const mesh: TopicState = { resources: {}, versions: {} };
-    for (const t of RESOURCE_TYPES) mesh.versions[t] = this.version;
-    this.topics.set('mesh', mesh);
+    this.topics = new TopicTable(this.version);
   }
 
   get currentVersion(): number {
@@ -146,11 +140,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
    * topic that has one.
    */
   set(topic: string, type: ResourceType, value: ResourceValue, reason?: string): void {
-    let t = this.topics.get(topic);
-    if (!t) this.topics.set(topic, (t = { resources: {}, versions: {} }));
-    const empty = isEmpty(value);
-    if (empty && !t.resources[type] && topic !== 'mesh') return;
-    t.resources[type] = empty && topic !== 'mesh' ? undefined : (Object.freeze(Array.isArray(value) ? [...value] : { ...value }) as ResourceValue);
+    if (!this.topics.set(topic, type, value)) return;
     let c = this.changed.get(topic);
     if (!c) this.changed.set(topic, (c = new Set()));
     c.add(type);
@@ -164,14 +154,14 @@ export class ConfigHub extends EventEmitter<HubEvents> {
   }
 
   get(topic: string, type: ResourceType): ResourceValue {
-    return this.topics.get(topic)?.resources[type] ?? [];
+    return this.topics.get(topic, type);
   }
 
   /** The merged resources a node sees now. */
   view(node: { service: string; instance: string }): Resources {
     const out = {} as Resources;
     const topics = topicsFor(node);
-    for (const type of RESOURCE_TYPES) out[type] = this.merged(topics, type);
+    for (const type of RESOURCE_TYPES) out[type] = this.topics.merged(topics, type);
     return out;
   }
 
@@ -183,10 +173,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     }
     if (this.changed.size === 0) return this.version;
     const version = (this.version = Math.max(this.version + 1, this.now()));
-    for (const [topic, types] of this.changed) {
-      const t = this.topics.get(topic)!;
-      for (const type of types) t.versions[type] = version;
-    }
+    for (const [topic, types] of this.changed) for (const type of types) this.topics.stamp(topic, type, version);
     const changedTopics = this.changed;
     this.changed = new Map();
     const reason = [...new Set(this.reasons)].join('; ') || 'config change';
@@ -224,7 +211,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     };
     this.subs.set(s.id, sub);
     // Resume: a sidecar that already ACKed everything its topics hold needs no push at all.
-    if (lastVersion > 0 && lastVersion <= this.version && lastVersion >= this.viewVersion(sub)) {
+    if (lastVersion > 0 && lastVersion <= this.version && lastVersion >= this.topics.viewVersion(sub.topics)) {
       sub.ackedVersion = sub.sentVersion = lastVersion;
       sub.needsSnapshot = false;
       sub.state = 'acked';
@@ -281,7 +268,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     for (const r of this.rollouts.nack(id, version, sub.ackedVersion, error)) this.emit('rollout-complete', r);
     this.emit('nack', id, version, error);
     // Re-pushing the same failing version would loop; wait for the next change.
-    if (sub.dirty && this.latestFor(sub) > version) this.push(sub, newCycle());
+    if (sub.dirty && this.topics.viewVersion(sub.topics) > version) this.push(sub, newCycle());
     else sub.dirty = false;
     return true;
   }
@@ -352,7 +339,7 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     }
     const shape = this.shapeOf(sub);
     let latest = cycle.latest.get(shape);
-    if (latest === undefined) cycle.latest.set(shape, (latest = this.viewVersion(sub)));
+    if (latest === undefined) cycle.latest.set(shape, (latest = this.topics.viewVersion(sub.topics)));
     if (!sub.needsSnapshot && latest <= sub.ackedVersion) {
       sub.dirty = false;
       return;
@@ -385,10 +372,10 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     const nonce = (cycle.nonce ??= (++this.nonceSeq).toString(36));
     const parts: string[] = [];
     for (const type of RESOURCE_TYPES) {
-      if (!full && this.typeVersion(sub, type) <= sub.ackedVersion) continue;
+      if (!full && this.topics.typeVersion(sub.topics, type) <= sub.ackedVersion) continue;
       // An unset optional type is left out of snapshots (absent means empty to the sidecar), so a
       // sidecar that predates the type keeps accepting snapshots until an operator first uses it.
-      if (full && OPTIONAL_RESOURCE_TYPES.includes(type) && !this.contributes(sub, type)) continue;
+      if (full && OPTIONAL_RESOURCE_TYPES.includes(type) && !this.topics.contributes(sub.topics, type)) continue;
       parts.push(`"${type}":${this.encoded(sub, type, cycle)}`);
     }
     const head = full
@@ -397,56 +384,12 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     return Buffer.from(`${head},"resources":{${parts.join(',')}}}`);
   }
 
-  private merged(topics: string[], type: ResourceType): ResourceValue {
-    const lists: (readonly unknown[])[] = [];
-    let obj: ResourceValue | undefined;
-    for (const t of topics) {
-      const v = this.topics.get(t)?.resources[type];
-      if (v === undefined || isEmpty(v)) continue;
-      if (Array.isArray(v)) lists.push(v);
-      else obj = v;
-    }
-    if (obj !== undefined) return obj;
-    if (lists.length === 0) return [];
-    if (lists.length === 1) return lists[0] as unknown[];
-    return lists.flat();
-  }
-
   // Subscribers sharing the same topic contents for a type share one serialisation per publish:
   // with a mesh-wide change and 1000 sidecars that is one JSON.stringify, not a thousand.
-  /** Which topics contribute to a type for this subscriber: equal keys, equal content. */
-  private contentKey(sub: Sub, type: ResourceType): string {
-    return `${type}:${sub.topics.map((t) => { const v = this.topics.get(t)?.resources[type]; return v !== undefined && !isEmpty(v) ? t : ''; }).join(',')}`;
-  }
-
-  private contributes(sub: Sub, type: ResourceType): boolean {
-    return sub.topics.some((t) => { const v = this.topics.get(t)?.resources[type]; return v !== undefined && !isEmpty(v); });
-  }
-
   private encoded(sub: Sub, type: ResourceType, cycle: Cycle): string {
-    const key = this.contentKey(sub, type);
+    const key = this.topics.contentKey(sub.topics, type);
     let s = cycle.json.get(key);
-    if (s === undefined) cycle.json.set(key, (s = JSON.stringify(this.merged(sub.topics, type))));
+    if (s === undefined) cycle.json.set(key, (s = JSON.stringify(this.topics.merged(sub.topics, type))));
     return s;
   }
-
-  private typeVersion(sub: Sub, type: ResourceType): number {
-    let v = 0;
-    for (const t of sub.topics) v = Math.max(v, this.topics.get(t)?.versions[type] ?? 0);
-    return v;
-  }
-
-  private viewVersion(sub: Sub): number {
-    let v = 0;
-    for (const type of RESOURCE_TYPES) v = Math.max(v, this.typeVersion(sub, type));
-    return v;
-  }
-
-  private latestFor(sub: Sub): number {
-    return this.viewVersion(sub);
-  }
-}
-
-function isEmpty(v: ResourceValue): boolean {
-  return Array.isArray(v) ? v.length === 0 : v === null;
 }
