@@ -167,8 +167,7 @@ export class SidecarEngine {
     const c = this.config;
     const source = this.#opts.source ?? '(sidecar config)';
     const resources = validateResources(c.resources, this.#filters, this.#extra, source);
-    const portModes = this.#portModes(resources, source);
-    this.#tls?.setPortModes(portModes);
+    this.#setPortModes(this.#portModes(resources, source), 0);
     for (const direction of DIRECTIONS) {
       const lc = c[direction];
       if (!lc.enabled) continue;
@@ -189,7 +188,6 @@ export class SidecarEngine {
     }
     this.#resources = resources;
     this.#tls?.revocation.set(compileRevoked(resources.revoked as RevokedCert[] | undefined));
-    this.#setPortModes(portModes, 0);
     if (c.admin.enabled) {
       const admin = createAdminServer({
         ready: () => this.#ready,
