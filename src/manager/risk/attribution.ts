@@ -1,4 +1,5 @@
 import { F, FEATURES } from './features.js';
+import { fmt } from './scorer.js';
 import type { Reason } from './types.js';
 
 /**
@@ -59,13 +60,9 @@ export function siblingReasons(self: SiblingView, siblings: readonly SiblingView
     out.push({
       detector: 'siblings',
       feature: FEATURES[s.f]!,
-      detail: `${FEATURES[s.f]} ${num(v)} is ${num(ratio)}× the busiest sibling instance (${top.instance}: ${num(base)})`,
+      detail: `${FEATURES[s.f]} ${fmt(v)} is ${fmt(ratio)}× the busiest sibling instance (${top.instance}: ${fmt(base)})`,
       points: Math.round(pts * 10) / 10,
     });
   }
   return out;
-}
-
-function num(x: number): string {
-  return Math.abs(x) >= 100 ? String(Math.round(x)) : String(Math.round(x * 10) / 10);
 }
