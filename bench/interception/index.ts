@@ -3,28 +3,19 @@
 // network namespace (needs root): installing/removing the rules, accepted connections per
 // second straight over loopback vs through the REDIRECT with SO_ORIGINAL_DST per connection,
 // and the lookup itself against socket.address() as a yardstick.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { must as mustRun, sh } from '../../src/sidecar/iptables/netns.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const cli = join(root, 'dist/src/cli/main.js');
 const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
 
-function sh(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(argv[0]!, argv.slice(1), { timeout: 300_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
-  });
-}
-async function must(argv: string[]): Promise<string> {
-  const r = await sh(argv);
-  if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+// The workers run for as long as the measurement needs.
+const must = (argv: string[]): Promise<string> => mustRun(argv, { timeoutMs: 300_000 });
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 
 interface WorkerResult {
