@@ -92,37 +92,42 @@ export class TrafficGenerator {
     const s = this.user(user);
     s.requests++;
     return new Promise<void>((resolve) => {
+      let settled = false;
+      const settle = (count: () => void): void => {
+        if (settled) return;
+        settled = true;
+        // A page still loading when the demo stops was cut short by the demo, not refused by the
+        // mesh: it is not counted at all, so Ctrl-C never shows up as failed requests.
+        if (this.stopped && count === fail) s.requests--;
+        else count();
+        this.inFlight--;
+        resolve();
+      };
+      const fail = (): void => void s.failed++;
       const req = request(`${this.o.url}/productpage`, { agent: this.agent, headers: { host: 'productpage', 'x-etz-principal': user }, timeout: 10_000 }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const status = res.statusCode ?? 0;
           if (status === 200) {
-            s.ok++;
-            try {
-              const v = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { reviews?: string }).reviews ?? '?';
-              s.reviews[v] = (s.reviews[v] ?? 0) + 1;
-            } catch {
-              /* a non-JSON page counts as served, without a version */
-            }
-          } else if (status === 429) s.rateLimited++;
-          else if (status === 403) s.denied++;
-          else s.failed++;
-          this.inFlight--;
-          resolve();
+            settle(() => {
+              s.ok++;
+              try {
+                const v = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { reviews?: string }).reviews ?? '?';
+                s.reviews[v] = (s.reviews[v] ?? 0) + 1;
+              } catch {
+                /* a non-JSON page counts as served, without a version */
+              }
+            });
+          } else if (status === 429) settle(() => void s.rateLimited++);
+          else if (status === 403) settle(() => void s.denied++);
+          else settle(fail);
         });
-        res.on('error', () => {
-          s.failed++;
-          this.inFlight--;
-          resolve();
-        });
+        res.on('error', () => settle(fail));
+        res.on('aborted', () => settle(fail));
       });
       req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', () => {
-        s.failed++;
-        this.inFlight--;
-        resolve();
-      });
+      req.on('error', () => settle(fail));
       req.end();
     });
   }

@@ -121,6 +121,28 @@ test('the traffic generator keeps normal users under the detector threshold and 
   });
 });
 
+test('pages still loading when the traffic generator stops are not counted as failures; refusals are', async (t) => {
+  // One user is held open until stop(); the others get 503, which a user would see.
+  const held: Array<() => void> = [];
+  const server = createServer((req, res) => {
+    if (req.headers['x-etz-principal'] === 'alice') held.push(() => res.destroy());
+    else res.writeHead(503).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const tg = new TrafficGenerator({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, windowMs: 600, users: 2 });
+  tg.startNormal();
+  await new Promise((r) => setTimeout(r, 700));
+  assert.ok(held.length > 0, 'alice has a page loading');
+  tg.stop();
+  await new Promise((r) => setTimeout(r, 100));
+  for (const h of held) h();
+  const alice = tg.stats.get('alice')!;
+  assert.deepEqual([alice.requests, alice.failed], [0, 0], 'cut short by the stop: not a request, not a failure');
+  const bob = tg.stats.get('bob')!;
+  assert.ok(bob.requests > 0 && bob.failed === bob.requests, `bob's 503s count as failures: ${JSON.stringify(bob)}`);
+});
+
 test('the demo manager config is valid for the manager and compresses time with --speed', () => {
   for (const speed of [1, 5, 15]) {
     const t = timingFor(speed);
