@@ -3,6 +3,7 @@ import { mkdir, readFile, writeFile, access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { ManagerClient } from '../../src/manager/api-client.js';
 import { BOOKINFO, appKey, type AppSpec, type AppsMessage } from './apps.js';
 
@@ -166,7 +167,10 @@ export interface MeshNetwork {
 /** Start a Node program with an IPC channel its PARENT_WATCH preload watches. */
 export function spawnWatched(argv: string[], stdio: Array<'ignore' | 'pipe' | 'inherit'>, launch: Launch = {}, env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const full = [...(launch.prefix ?? []), process.execPath, '--import', PARENT_WATCH, ...argv];
-  return spawn(full[0]!, full.slice(1), { stdio: [...stdio, 'ipc'], env, ...(launch.gid === undefined ? {} : { gid: launch.gid }) });
+  // Its own process group: Ctrl-C in a terminal signals only the demo, which then stops traffic
+  // before the mesh, so the summary never counts the mesh's shutdown as failed pages. A demo that
+  // dies outright still takes every child with it (parent-watch.ts).
+  return spawn(full[0]!, full.slice(1), { stdio: [...stdio, 'ipc'], env, detached: true, ...(launch.gid === undefined ? {} : { gid: launch.gid }) });
 }
 
 function spawnCli(name: string, args: string[], onLine?: (line: string) => void, launch?: Launch): Proc {
@@ -348,6 +352,11 @@ export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
 
     const outPorts = Object.fromEntries(sidecars.filter((s) => s.spec).map((s) => [appKey(s.spec!), s.ports.outbound]));
     appsLink.send({ type: 'outbound', ports: outPorts });
+    // Like a readiness probe: users start once a page makes it through gateway, sidecars and apps,
+    // so the story's served share measures the mesh, not its start-up.
+    const gatewayUrl = `http://127.0.0.1:${gw.ports.gateway}`;
+    const readyIn = await firstPage(gatewayUrl, 30_000);
+    step(`first page served through the mesh ${(readyIn / 1000).toFixed(1)} s after the gateway started`);
 
     return {
       dir: o.dir,
@@ -355,7 +364,7 @@ export async function startMesh(o: StartMeshOptions): Promise<MeshHandles> {
       dashboardUrl: dash.url,
       adminToken,
       admin,
-      gatewayUrl: `http://127.0.0.1:${gw.ports.gateway}`,
+      gatewayUrl,
       sidecars,
       apps: appsLink,
       appPorts,
@@ -412,4 +421,24 @@ function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/** Milliseconds until GET /productpage through the gateway returns 200; throws after `timeoutMs`. */
+async function firstPage(gatewayUrl: string, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  let last = '';
+  while (Date.now() - t0 < timeoutMs) {
+    const status = await new Promise<number | string>((resolve) => {
+      const req = httpRequest(`${gatewayUrl}/productpage`, { headers: { host: 'productpage' }, timeout: 2000 }, (res) => {
+        res.resume().on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (e) => resolve(e.message));
+      req.end();
+    });
+    if (status === 200) return Date.now() - t0;
+    last = String(status);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no page came through the mesh within ${timeoutMs / 1000} s (last answer: ${last})`);
 }
