@@ -283,7 +283,7 @@ export async function run(args: string[]): Promise<void> {
   const hub = sizes.map((n) => measureHub(n));
   console.log(`\nThe hub alone (no sockets), rollout history full (${hub[0]!.history} changes):`);
   console.log(table(['sidecars', 'publish µs/sidecar', 'ACK µs/ACK'], hub.map((h) => [h.n, h.publishUsPerSidecar, h.ackUsPerAck])));
-  console.log(`target: ACK p99 ≤ 100 ms at N=1000 (each round: one zone change, debounce 10 ms, store fsync included)`);
+  console.log(`target: ACK p99 ≤ 100 ms at N=1000 (each round: one zone change after a quiet window, default 10 ms leading-edge debounce, store fsync included)`);
   const file = await writeResults('control-plane', { date: new Date().toISOString(), node: process.version, cpus: cpus().length, loadavg: (await import('node:os')).loadavg(), results, hub });
   console.log(`results: ${file}`);
 }

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { EventEmitter } from 'node:events';
 import {
   OPTIONAL_RESOURCE_TYPES,
@@ -17,7 +18,10 @@ import { TopicTable } from './topics.js';
  *
  * Resources live on topics (mesh, service/<name>, instance/<name>); a sidecar's view of a type is
  * the concatenation of that type on its three topics. Every change bumps the type's version on
- * its topic; changes within `debounceMs` are published together as one hub version.
+ * its topic. Debounce is leading-edge: after a quiet `debounceMs`, the changes of one event-loop
+ * turn go out at once as one hub version (a containment zone usually comes alone and should not
+ * wait); changes within `debounceMs` of a push wait until that window closes and go out together.
+ * So at most one push per window follows the first, however many changes arrive.
  *
  * Per subscriber at most one push is in flight. A change that arrives while a push awaits its
  * ACK only marks the subscriber dirty; when the ACK (or NACK) comes it gets one push with the
@@ -113,6 +117,9 @@ export class ConfigHub extends EventEmitter<HubEvents> {
   private version: number;
   private nonceSeq = 0;
   private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
+  // Real time, not `now`: the debounce runs on real timers even where tests inject a clock.
+  private lastPublishAt = -Infinity;
   private changed = new Map<string, Set<ResourceType>>();
   private reasons: string[] = [];
   readonly stats = { pushes: 0, snapshots: 0, deltas: 0, acks: 0, nacks: 0, staleAcks: 0, skippedSlow: 0, coalesced: 0 };
@@ -147,9 +154,15 @@ export class ConfigHub extends EventEmitter<HubEvents> {
     if (reason) this.reasons.push(reason);
     if (this.debounceMs <= 0) {
       this.publish();
-    } else if (!this.timer) {
-      this.timer = setTimeout(() => this.publish(), this.debounceMs);
-      this.timer.unref?.();
+    } else if (!this.timer && !this.immediate) {
+      const since = performance.now() - this.lastPublishAt;
+      if (since >= this.debounceMs) {
+        this.immediate = setImmediate(() => this.publish());
+        this.immediate.unref?.();
+      } else {
+        this.timer = setTimeout(() => this.publish(), this.debounceMs - since);
+        this.timer.unref?.();
+      }
     }
   }
 
@@ -167,11 +180,9 @@ export class ConfigHub extends EventEmitter<HubEvents> {
 
   /** Publish pending changes now (the debounce timer calls this). */
   publish(): number {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
+    this.cancelPending();
     if (this.changed.size === 0) return this.version;
+    this.lastPublishAt = performance.now();
     const version = (this.version = Math.max(this.version + 1, this.now()));
     for (const [topic, types] of this.changed) for (const type of types) this.topics.stamp(topic, type, version);
     const changedTopics = this.changed;
@@ -313,12 +324,18 @@ export class ConfigHub extends EventEmitter<HubEvents> {
   }
 
   close(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancelPending();
     this.subs.clear();
   }
 
   // ---- internals ----
+  private cancelPending(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.timer = undefined;
+    this.immediate = undefined;
+  }
+
   /**
    * One push. `cycle` lives for one publish: subscribers of the same shape (same topics holding
    * resources, same base version) would be sent byte-for-byte the same message, so they share

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { ConfigHub, type Subscriber } from '../../../src/manager/pubsub/hub.js';
 import { parseManagerMessage, type ManagerMessage } from '../../../src/protocol/messages.js';
 
@@ -67,20 +68,34 @@ test('topics: a service change reaches only that service; views merge mesh + ser
   hub.close();
 });
 
-test('changes within the debounce window go out as one version', async () => {
-  const hub = new ConfigHub({ debounceMs: 20 });
+test('debounce: a lone change goes out in the same turn; changes within the window after a push go out together when it closes', async () => {
+  const hub = new ConfigHub({ debounceMs: 40 });
   const a = sub('s', 's-0');
   hub.subscribe(a, 0);
   hub.ack('s-0', last(a).version, last(a).nonce);
   const n = a.got.length;
+  // After a quiet window: the changes of this turn are one version, sent before any timer runs.
   hub.set('mesh', 'zones', [1]);
   hub.set('mesh', 'intel', [2]);
   hub.set('mesh', 'zones', [3]);
-  assert.equal(a.got.length, n, 'nothing sent before the window closes');
-  await new Promise((r) => setTimeout(r, 60));
-  assert.equal(a.got.length, n + 1);
-  const d = last(a);
+  assert.equal(a.got.length, n, 'the changes of one turn are collected first');
+  await new Promise((r) => setImmediate(r));
+  assert.equal(a.got.length, n + 1, 'sent without waiting for the window');
+  let d = last(a);
   assert.deepEqual(d.type === 'delta' && d.resources, { zones: [3], intel: [2] });
+  hub.ack('s-0', d.version, d.nonce);
+  // Within the window after that push: held until it closes, then one version for all of them.
+  const pushedAt = performance.now();
+  hub.set('mesh', 'zones', [4]);
+  await new Promise((r) => setTimeout(r, 5));
+  hub.set('mesh', 'routes', [{ r: 5 }]);
+  assert.equal(a.got.length, n + 1, 'nothing sent inside the window');
+  while (a.got.length === n + 1) await new Promise((r) => setTimeout(r, 2));
+  assert.ok(performance.now() - pushedAt >= 35, `held for the rest of the window (${(performance.now() - pushedAt).toFixed(1)} ms)`);
+  d = last(a);
+  assert.deepEqual(d.type === 'delta' && d.resources, { zones: [4], routes: [{ r: 5 }] });
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(a.got.length, n + 2, 'one push for the window');
   hub.close();
 });
 
