@@ -33,8 +33,12 @@ export interface StorySummary {
   containmentDissolved: boolean;
   /** Members of the (first) containment zone, as `members()` prints them. */
   containedMembers?: string;
+  /** First anomalous window → zone decided: the hysteresis windows and the wait for late telemetry. */
+  decideMs?: number;
+  /** Zone decided → every sidecar ACKed the version carrying it (the manager's own measurement). */
+  pushMs?: number;
+  /** First anomalous window → enforced by every sidecar (the manager's zone.enforced record). */
   timeToContainmentMs?: number;
-  ackMs?: number;
   zonesSeen: Record<string, number>;
   /** Every zone seen: `type members` (e.g. `containment reviews-v2`). */
   zoneList: string[];
@@ -50,6 +54,7 @@ export const TEMP_PREFIX = 'etz-demo-';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const members = (z: ZoneView): string => z.members.map((m) => m.instance ?? (m.version ? `${m.service}@${m.version}` : m.service)).join(', ');
 const secs = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
+const ms = (x: number): string => `${Math.round(x)} ms`;
 
 export async function runStory(o: StoryOptions): Promise<StorySummary> {
   const t: MeshTiming = timingFor(o.speed);
@@ -100,7 +105,6 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
     const zones = new Map<string, ZoneView>();
     let lastSeq = 0;
     let containment: ZoneView | undefined;
-    let pendingAck: { zone: ZoneView; seenAt: number } | undefined;
     // Normal users' totals when the containment zone came and went: what they saw meanwhile.
     const duringContainment: { start?: UserStats; end?: UserStats } = {};
     const poll = async (): Promise<void> => {
@@ -127,13 +131,10 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
           containment = z;
           summary.containedMembers ??= members(z);
           summary.containmentCreated = true;
-          if (z.detectedAt !== undefined) summary.timeToContainmentMs = z.createdAt - z.detectedAt;
           say(`⚠  CONTAINMENT zone ${z.id} around ${members(z)}: ${z.reason}`);
           const inst = z.members.filter((x) => x.instance !== undefined);
           if (inst.length === z.members.length) say(`   only ${members(z)} is contained: its own calls are refused and callers route around it to its sibling instances`);
-          if (z.detectedAt !== undefined) say(`   time to containment: ${secs(z.createdAt - z.detectedAt)} from the first anomalous window`);
           if (traffic) duringContainment.start = { ...traffic.normalTotals() };
-          pendingAck = { zone: z, seenAt: now };
         } else {
           say(`${z.type === 'isolation' ? '🔒' : '⚡'} ${z.type} zone ${z.id}: ${members(z)} — ${z.reason}`);
         }
@@ -147,16 +148,6 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
           say(`✔  containment zone ${id} dissolved (${members(z)} calm for the cool-down) after ${secs(now - z.createdAt)}`);
         } else say(`${z.type} zone ${id} dissolved`);
       }
-      if (pendingAck) {
-        const ro = await m.admin.call<{ items: Array<{ version: number; inForce: boolean; startedAt: string; completedAt?: string }> }>('GET', '/v1/rollouts?limit=1');
-        const latest = ro.items[0];
-        if (latest?.inForce && Date.parse(latest.startedAt) >= pendingAck.zone.createdAt - 50) {
-          const done = latest.completedAt ? Date.parse(latest.completedAt) : now;
-          summary.ackMs = Math.max(0, done - pendingAck.zone.createdAt);
-          say(`   config v${latest.version} with the zone acknowledged by every sidecar ${secs(summary.ackMs)} after the decision`);
-          pendingAck = undefined;
-        }
-      }
       const fresh = audit.entries.filter((e) => e.seq > lastSeq).reverse();
       if (fresh.length) lastSeq = Math.max(lastSeq, ...fresh.map((e) => e.seq));
       for (const e of fresh) {
@@ -166,6 +157,15 @@ export async function runStory(o: StoryOptions): Promise<StorySummary> {
           say(`🚩 end user '${e.target}' flagged by the risk engine: ${e.reason} → ${e.details?.action ?? 'route'}${to ? ` to ${to.service} ${to.version}` : ''}`);
         } else if (e.action === 'principal.cleared') say(`   end user '${e.target}' cleared: ${e.reason}`);
         else if (e.action === 'alert') say(`   alert: ${e.reason}`);
+        else if (e.action === 'zone.enforced' && e.target === containment?.id && summary.timeToContainmentMs === undefined) {
+          // The manager measures this itself, on its clock: the first anomalous window's start to
+          // the last ACK of the version that carries the zone.
+          const d = e.details as { timeToContainmentSeconds: number; pushSeconds: number; sidecars: number; version: number };
+          summary.timeToContainmentMs = d.timeToContainmentSeconds * 1000;
+          summary.pushMs = d.pushSeconds * 1000;
+          summary.decideMs = summary.timeToContainmentMs - summary.pushMs;
+          say(`   time to containment: ${secs(summary.timeToContainmentMs)} from the first anomalous window to enforcement by all ${d.sidecars} sidecars (config v${d.version}; zone decided → last ACK ${ms(summary.pushMs)})`);
+        }
       }
     };
     let polling = false;
@@ -277,8 +277,9 @@ function printSummary(out: NodeJS.WritableStream, tr: TrafficGenerator, s: Story
     ['end users flagged by the engine', s.flagged.join(', ') || '-'],
     ['containment zone created', s.containmentCreated ? `yes, around ${s.containedMembers}` : 'no'],
     ['normal users while contained: requests (ok)', s.duringContainment ? `${s.duringContainment.requests} (${s.duringContainment.requests ? ((s.duringContainment.ok / s.duringContainment.requests) * 100).toFixed(1) : '100.0'}%)` : '-'],
-    ['time to containment (detect → zone)', s.timeToContainmentMs !== undefined ? secs(s.timeToContainmentMs) : '-'],
-    ['zone → acked by every sidecar', s.ackMs !== undefined ? secs(s.ackMs) : '-'],
+    ['first anomalous window → zone decided', s.decideMs !== undefined ? secs(s.decideMs) : '-'],
+    ['zone decided → acked by every sidecar', s.pushMs !== undefined ? ms(s.pushMs) : '-'],
+    ['time to containment (→ enforced everywhere)', s.timeToContainmentMs !== undefined ? secs(s.timeToContainmentMs) : '-'],
     ['calls of reviews-v2 refused by its sidecar', String(refused)],
     ['containment zone dissolved', s.containmentDissolved ? 'yes' : 'no'],
     ['zones seen (containment/isolation/performance)', `${s.zonesSeen.containment ?? 0}/${s.zonesSeen.isolation ?? 0}/${s.zonesSeen.performance ?? 0}`],
