@@ -1,40 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManagerClient } from '../../src/manager/api-client.js';
-import { managerConfigSchema } from '../../src/manager/config.js';
 
-// Every spawned manager takes ephemeral ports for everything it listens on.
-const EPHEMERAL_ENV: Record<string, string> = (managerConfigSchema as { properties: Record<string, unknown> }).properties.dashboard
-  ? { ETZ_MANAGER_DASHBOARD__PORT: '0' }
-  : {};
-
-const MAIN = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
-
-/** `etz manager` as a real child process; resolves once it prints its URL. */
-async function spawnManager(dataDir: string, port = 0): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
-  const child = spawn(process.execPath, [MAIN, 'manager', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ETZ_LOG_LEVEL: 'warn', ...EPHEMERAL_ENV },
-  });
-  let err = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`manager did not start: ${err}`)), 20_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      const m = /listening on (https:\/\/\S+)/.exec(err);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`manager exited ${code}: ${err}`)));
-  });
-  return { child, url, stderr: () => err };
-}
+import { CLI as MAIN, spawnManager } from './manager-process.js';
 
 async function client(dataDir: string, url: string): Promise<ManagerClient> {
   return new ManagerClient({

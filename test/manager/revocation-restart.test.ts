@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,38 +9,8 @@ import { ManagerClient } from '../../src/manager/api-client.js';
 import { normalizeSerial } from '../../src/protocol/messages.js';
 import { startUpstream } from '../sidecar/helpers.js';
 import { until } from './helpers.js';
+import { etz, spawnManager as managerProcess } from './manager-process.js';
 import { failures, get, startPeer, stopPeer, streamUpgrade, type Managed } from './revocation-fixtures.js';
-
-const CLI = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
-
-/** `etz manager` on an ephemeral port in `dataDir`; resolved with its URL once listening. */
-function managerProcess(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [CLI, 'manager', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ETZ_LOG_LEVEL: 'warn', ETZ_MANAGER_DASHBOARD__PORT: '0' },
-  });
-  let log = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no manager URL within 20 s: ${log}`)), 20_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      log += d.toString();
-      const url = /listening on (https:\/\/\S+)/.exec(log)?.[1];
-      if (url) {
-        clearTimeout(timer);
-        resolve({ child, url });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`manager exited with ${code}: ${log}`)));
-  });
-}
-
-function etz(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 async function kill9(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;

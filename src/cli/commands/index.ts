@@ -12,6 +12,7 @@ registerCommand('status', 'Show the zone manager, its sidecars and rollout state
 registerCommand('zones', 'List, create, dissolve or pin trust zones', () => import('./zones.js'));
 registerCommand('audit', 'Show the zone manager audit log', () => import('./audit.js'));
 registerCommand('token', 'Create, list or revoke sidecar bootstrap tokens', () => import('./token.js'));
+registerCommand('resources', 'Get, set or clear the resources the zone manager pushes (routes, rate limits, intel, peerAuthentication …)', () => import('./resources.js'));
 registerCommand('revoke', "Revoke a sidecar's identity (evict a compromised workload) or list revocations", () => import('./revoke.js'));
 registerCommand('gateway', 'Run the ingress gateway at the edge of the mesh (external HTTP/HTTPS into the mesh)', () => import('./gateway.js'));
 registerCommand('policy', 'Lint, check (explain), import and apply authorization and network policies', () => import('./policy.js'));
