@@ -97,13 +97,16 @@ export class TrafficGenerator {
         if (settled) return;
         settled = true;
         // A page still loading when the demo stops was cut short by the demo, not refused by the
-        // mesh: it is not counted at all, so Ctrl-C never shows up as failed requests.
-        if (this.stopped && count === fail) s.requests--;
+        // mesh: it is not counted at all, so Ctrl-C never shows up as failed requests. An error
+        // status that arrived complete still counts, whenever it came.
+        if (this.stopped && count === broken) s.requests--;
         else count();
         this.inFlight--;
         resolve();
       };
       const fail = (): void => void s.failed++;
+      // The connection ended without a whole answer (reset, timeout, or the demo's own stop).
+      const broken = (): void => void s.failed++;
       const req = request(`${this.o.url}/productpage`, { agent: this.agent, headers: { host: 'productpage', 'x-etz-principal': user }, timeout: 10_000 }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -123,11 +126,11 @@ export class TrafficGenerator {
           else if (status === 403) settle(() => void s.denied++);
           else settle(fail);
         });
-        res.on('error', () => settle(fail));
-        res.on('aborted', () => settle(fail));
+        res.on('error', () => settle(broken));
+        res.on('aborted', () => settle(broken));
       });
       req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', () => settle(fail));
+      req.on('error', () => settle(broken));
       req.end();
     });
   }
