@@ -318,6 +318,11 @@ export function parseEnrollRequest(body: unknown): EnrollRequest {
 }
 
 /** Topics a sidecar receives: mesh-wide, its service, its instance (in merge order). */
+/** True for a topic name: `mesh`, `service/<name>` or `instance/<name>`. */
+export function isTopic(topic: string): boolean {
+  return /^(mesh|service\/[A-Za-z0-9._-]+|instance\/[A-Za-z0-9._-]+)$/.test(topic);
+}
+
 export function topicsFor(node: { service: string; instance: string }): string[] {
   return ['mesh', `service/${node.service}`, `instance/${node.instance}`];
 }

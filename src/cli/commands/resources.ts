@@ -2,7 +2,7 @@ import type { Command } from '../run.js';
 import { parseCommandArgs } from '../run.js';
 import { ConfigError, UsageError } from '../../core/errors.js';
 import { readConfigFile } from '../../config/load.js';
-import { RESOURCE_TYPES } from '../../protocol/messages.js';
+import { RESOURCE_TYPES, isTopic } from '../../protocol/messages.js';
 import { CLIENT_OPTIONS, CLIENT_USAGE, clientFromFlags } from '../../manager/api-client.js';
 
 const USAGE = `Usage: etz resources get TYPE [--topic TOPIC] [connection options]
@@ -56,7 +56,7 @@ export const command: Command = {
     if (action !== 'get' && action !== 'set' && action !== 'clear') throw new UsageError(action ? `unknown action '${action}': get, set or clear` : 'missing action: get, set or clear');
     const type = resourceType(typeArg);
     const topic = typeof v.topic === 'string' ? v.topic : 'mesh';
-    if (!/^(mesh|service\/[A-Za-z0-9._-]+|instance\/[A-Za-z0-9._-]+)$/.test(topic)) throw new UsageError(`--topic '${topic}': mesh, service/NAME or instance/NAME`);
+    if (!isTopic(topic)) throw new UsageError(`--topic '${topic}': mesh, service/NAME or instance/NAME`);
     const path = `/v1/resources/${type}?topic=${encodeURIComponent(topic)}`;
 
     if (action === 'get') {

@@ -2,7 +2,7 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import { EtzError } from '../../core/errors.js';
 import { formatAjvError } from '../../config/load.js';
 import { parseDuration } from '../../identity/index.js';
-import { RESOURCE_TYPES, parseEnrollRequest, ProtocolError, type ResourceType } from '../../protocol/messages.js';
+import { RESOURCE_TYPES, isTopic, parseEnrollRequest, ProtocolError, type ResourceType } from '../../protocol/messages.js';
 import type { Registry } from '../../core/metrics.js';
 import type { AuditLog } from '../audit.js';
 import type { BootstrapTokens } from '../auth.js';
@@ -280,7 +280,7 @@ export function registerRoutes(router: Router, ctx: ApiContext): void {
     const type = resourceType(r.params.type!);
     if (type === 'revoked') throw new EtzError('ETZ_ERR_INVALID_INPUT', 'the revocation list is kept by the manager: revoke with DELETE /v1/sidecars/{instance}');
     const topic = r.query.get('topic') ?? 'mesh';
-    if (!/^(mesh|service\/[A-Za-z0-9._-]+|instance\/[A-Za-z0-9._-]+)$/.test(topic)) throw invalid('topic', 'must be mesh, service/<name> or instance/<name>');
+    if (!isTopic(topic)) throw invalid('topic', 'must be mesh, service/<name> or instance/<name>');
     const b = validate<{ items: unknown[] | Record<string, unknown> }>('resources', await r.body());
     await ctx.resources.set(topic, type, b.items);
     const count = Array.isArray(b.items) ? b.items.length : 1;
